@@ -32,8 +32,12 @@ import (
 const (
 	DefaultSVIDTTL = time.Hour
 	DefaultCATTL   = 30 * 24 * time.Hour
-	// SVIDBackdate is how far an SVID's NotBefore is set into the past.
+	// SVIDBackdate is how far an SVID's NotBefore is set into the past
+	// (at most a tenth of the SVID TTL, so a short-lived SVID's half-life
+	// never falls before its issuance).
 	SVIDBackdate = 10 * time.Second
+	// MinSVIDTTL is the shortest SVID lifetime accepted.
+	MinSVIDTTL = time.Second
 	// MinCATTLFactor: a root must live at least this many SVID lifetimes, so
 	// that the active root (which signs for its first 5/6) never has to cut
 	// SVID lifetimes short.
@@ -129,6 +133,9 @@ func New(cfg Config) (*CA, error) {
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
+	}
+	if cfg.SVIDTTL < MinSVIDTTL {
+		return nil, fmt.Errorf("--svid-ttl %s is below the minimum %s", cfg.SVIDTTL, MinSVIDTTL)
 	}
 	operator := cfg.CACertFile != "" || cfg.CAKeyFile != ""
 	if operator && (cfg.CACertFile == "" || cfg.CAKeyFile == "") {
@@ -236,7 +243,7 @@ func (c *CA) issue(id spiffeid.ID, dnsNames []string) (*x509svid.SVID, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{Organization: []string{"meshd"}},
-		NotBefore:             now.Add(-SVIDBackdate),
+		NotBefore:             now.Add(-min(SVIDBackdate, c.cfg.SVIDTTL/10)),
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyAgreement,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},

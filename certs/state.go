@@ -142,7 +142,7 @@ func PrepareAt(c *x509.Certificate) time.Time {
 // ActivateAt is when a prepared root takes over from the active one: at five
 // sixths of the active root's life.
 func ActivateAt(c *x509.Certificate) time.Time {
-	return c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore) * 5 / 6)
+	return c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore) / 6 * 5) // divide first: 5×life overflows for century-long roots
 }
 
 // Advance moves the state forward to now: it creates the first root,
@@ -312,15 +312,20 @@ func ParseState(name string, data []byte) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: trustDomain: %w", name, err)
 	}
-	if _, err := ParseKeyType(string(s.KeyType)); err != nil {
+	kt, err := ParseKeyType(string(s.KeyType))
+	if err != nil {
 		return nil, fmt.Errorf("%s: keyType: %w", name, err)
 	}
+	s.KeyType = kt // canonical spelling, so Generate accepts it
 	if s.CATTL <= 0 {
 		return nil, fmt.Errorf("%s: caTTL must be positive", name)
 	}
 	counts := map[Status]int{}
 	for i, a := range s.Authorities {
 		where := fmt.Sprintf("%s: authorities[%d]", name, i)
+		if a == nil {
+			return nil, fmt.Errorf("%s: null authority", where)
+		}
 		counts[a.Status]++
 		switch a.Status {
 		case StatusActive, StatusPrepared:

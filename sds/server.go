@@ -571,7 +571,9 @@ func (c *caller) lookup(name string, view *trustView) (version string, res *anyp
 			}
 		}
 		if id == nil {
-			if td, err := spiffeid.TrustDomainFromString(name); err == nil && strings.HasPrefix(name, "spiffe://") {
+			// Only a bare trust-domain ID names a bundle (TrustDomainFromString
+			// would also accept a workload ID and return its trust domain).
+			if td, err := spiffeid.TrustDomainFromString(name); err == nil && name == td.IDString() {
 				if _, found := view.bundlePEM(td.Name()); found {
 					return c.bundle(name, view, []string{td.Name()})
 				}

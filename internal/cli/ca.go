@@ -50,12 +50,13 @@ func caCommand() *Command {
 				Setup: func(fs *flag.FlagSet) Action {
 					var dir string
 					var pemOut bool
-					fs.StringVar(&dir, "state-dir", DefaultStateDir(), "`dir`ectory holding meshd's CA")
+					fs.StringVar(&dir, "state-dir", "", stateDirUsage)
 					fs.BoolVar(&pemOut, "pem", false, "print the trust bundle as PEM instead of a table")
 					return func(_ context.Context, env *Env, args []string) error {
 						if len(args) > 0 {
 							return usagef("unexpected arguments %q", args)
 						}
+						dir = orDefault(dir, DefaultStateDir)
 						st, err := certs.Store{Dir: dir}.Load()
 						if err != nil {
 							return err
@@ -81,7 +82,7 @@ at the scheduled time. The old root stays in the bundle until it expires.`,
 					var dir string
 					var in time.Duration
 					var now bool
-					fs.StringVar(&dir, "state-dir", DefaultStateDir(), "`dir`ectory holding meshd's CA")
+					fs.StringVar(&dir, "state-dir", "", stateDirUsage)
 					fs.DurationVar(&in, "activate-in", 15*time.Minute, "how long the next root is only published before it starts signing")
 					fs.BoolVar(&now, "now", false, "start signing with the next root immediately (same as --activate-in 0)")
 					return func(_ context.Context, env *Env, args []string) error {
@@ -94,6 +95,7 @@ at the scheduled time. The old root stays in the bundle until it expires.`,
 						if now {
 							in = 0
 						}
+						dir = orDefault(dir, DefaultStateDir)
 						t := time.Now()
 						st, err := certs.Store{Dir: dir}.Update(func(s *certs.State) (*certs.State, bool, error) {
 							if s == nil {
@@ -149,4 +151,3 @@ func nextStep(st *certs.State, a *certs.Authority, now time.Time) string {
 }
 
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-

@@ -57,6 +57,18 @@ func DefaultStateDir() string {
 	return filepath.Join(os.TempDir(), fmt.Sprintf("meshd-%d", os.Getuid()), "state")
 }
 
+const (
+	socketDefaultDoc = "default /run/meshd/sds.sock as root, else $XDG_RUNTIME_DIR/meshd/sds.sock or /tmp/meshd-<uid>/sds.sock"
+	stateDirUsage    = "`dir`ectory holding meshd's CA (created 0700; ca.json 0600); default /var/lib/meshd as root, else $XDG_STATE_HOME/meshd or ~/.local/state/meshd"
+)
+
+func orDefault(v string, def func() string) string {
+	if v == "" {
+		return def()
+	}
+	return v
+}
+
 // caFlags are the flags every command that opens the CA shares.
 type caFlags struct {
 	stateDir, trustDomain, caKeyType, svidKeyType, caCert, caKey string
@@ -64,7 +76,7 @@ type caFlags struct {
 }
 
 func (f *caFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.stateDir, "state-dir", DefaultStateDir(), "`dir`ectory holding meshd's CA (created 0700; ca.json 0600)")
+	fs.StringVar(&f.stateDir, "state-dir", "", stateDirUsage)
 	fs.StringVar(&f.trustDomain, "trust-domain", DefaultTrustDomain, "SPIFFE trust `domain` of the CA and every identity")
 	fs.StringVar(&f.caKeyType, "ca-key-type", string(certs.KeyECDSAP256), "key `type` of roots meshd creates: ecdsa-p256, ed25519, rsa-2048 or rsa-3072")
 	fs.DurationVar(&f.caTTL, "ca-ttl", certs.DefaultCATTL, "lifetime of roots meshd creates; the next root is published at 1/2 and signs from 5/6 of it")
@@ -82,6 +94,7 @@ func (f *caFlags) config(env *Env, reg prometheus.Registerer) (certs.Config, err
 	if err != nil {
 		return certs.Config{}, usagef("--trust-domain: %v", err)
 	}
+	f.stateDir = orDefault(f.stateDir, DefaultStateDir)
 	caKT, err := certs.ParseKeyType(f.caKeyType)
 	if err != nil {
 		return certs.Config{}, usagef("--ca-key-type: %v", err)
@@ -126,7 +139,7 @@ own uid get an identity (spiffe://TD/dev/uid/UID) — for trying meshd out.`,
 			)
 			ca.register(fs)
 			ca.registerSVID(fs)
-			fs.StringVar(&socket, "socket", DefaultSocket(), "Unix socket `path` to serve SDS on (socket 0660, directory created 0750)")
+			fs.StringVar(&socket, "socket", "", "Unix socket `path` to serve SDS on (socket 0660, directory created 0750); "+socketDefaultDoc)
 			fs.StringVar(&group, "socket-group", "", "`group` name or gid that owns the socket (Envoy's group), so Envoy can connect")
 			fs.StringVar(&identities, "identities", "", "identities YAML `file` mapping callers (uid:N, gid:N, exe:/path selectors) to SPIFFE IDs; reloaded on change")
 			fs.StringVar(&metrics, "metrics-listen", DefaultMetricsListen, "`addr`ess for meshd's own /metrics, /healthz and /readyz (empty disables)")
@@ -145,6 +158,7 @@ own uid get an identity (spiffe://TD/dev/uid/UID) — for trying meshd out.`,
 				if len(args) > 0 {
 					return usagef("unexpected arguments %q", args)
 				}
+				socket = orDefault(socket, DefaultSocket)
 				reg := prometheus.NewRegistry()
 				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 				ccfg, err := ca.config(env, reg)

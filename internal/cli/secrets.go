@@ -25,7 +25,7 @@ rollover) until interrupted.`,
 			var socket, version string
 			var timeout time.Duration
 			var watch bool
-			fs.StringVar(&socket, "socket", DefaultSocket(), "SDS Unix socket `path`")
+			fs.StringVar(&socket, "socket", "", "SDS Unix socket `path`; "+socketDefaultDoc)
 			fs.StringVar(&version, "envoy-version", "1.34.0", "Envoy `version` to present in the node (\"\" omits it)")
 			fs.DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for the first response")
 			fs.BoolVar(&watch, "watch", false, "keep the stream open and print every push")
@@ -33,6 +33,7 @@ rollover) until interrupted.`,
 				if len(names) == 0 {
 					names = []string{"default", "ROOTCA"}
 				}
+				socket = orDefault(socket, DefaultSocket)
 				conn, err := sdsclient.Dial(socket)
 				if err != nil {
 					return err
@@ -83,4 +84,3 @@ rollover) until interrupted.`,
 		},
 	}
 }
-

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -17,13 +18,17 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/anypb"
 
-	"github.com/meshd/meshd/sds"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 )
 
 // Dial opens a gRPC client connection to an SDS Unix socket.
 func Dial(socket string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)
-	return grpc.NewClient("unix://"+socket, opts...)
+	target := "unix://" + socket
+	if !filepath.IsAbs(socket) {
+		target = "unix:" + socket // gRPC's form for relative paths
+	}
+	return grpc.NewClient(target, opts...)
 }
 
 // Node returns an Envoy node; version like "1.34.2" ("" omits the build
@@ -46,12 +51,12 @@ func Node(id, version string) *corev3.Node {
 
 // Request builds a first SDS request for names.
 func Request(node *corev3.Node, names ...string) *discoveryv3.DiscoveryRequest {
-	return &discoveryv3.DiscoveryRequest{Node: node, ResourceNames: names, TypeUrl: sds.SecretType}
+	return &discoveryv3.DiscoveryRequest{Node: node, ResourceNames: names, TypeUrl: resourcev3.SecretType}
 }
 
 // ACK builds the request Envoy sends to accept resp.
 func ACK(resp *discoveryv3.DiscoveryResponse, names ...string) *discoveryv3.DiscoveryRequest {
-	return &discoveryv3.DiscoveryRequest{VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce(), ResourceNames: names, TypeUrl: sds.SecretType}
+	return &discoveryv3.DiscoveryRequest{VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce(), ResourceNames: names, TypeUrl: resourcev3.SecretType}
 }
 
 // Secrets decodes a response's resources.

@@ -1,0 +1,35 @@
+# meshd — see README.md. `make help` lists the targets.
+GO      ?= go
+BIN     ?= bin/meshd
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: help build test lint bench fuzz ci clean
+
+help: ## list targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+build: ## build bin/meshd
+	$(GO) build -ldflags "-X github.com/meshd/meshd/internal/cli.Version=$(VERSION)" -o $(BIN) ./cmd/meshd
+
+test: ## run the whole test suite (the README's test command)
+	$(GO) test -race ./...
+
+lint: ## gofmt, go vet, go mod tidy check
+	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt needed" && exit 1)
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+
+bench: ## run the Go benchmarks and the SDS harness
+	$(GO) test -run '^$$' -bench . -benchmem ./certs/ ./sds/
+	$(GO) run ./bench/sdsbench
+
+fuzz: ## fuzz every parser for a short while
+	$(GO) test -run '^$$' -fuzz FuzzParseIdentities -fuzztime 30s ./sds/
+	$(GO) test -run '^$$' -fuzz FuzzStreamRequests -fuzztime 30s ./sds/
+	$(GO) test -run '^$$' -fuzz FuzzParseState -fuzztime 30s ./certs/
+
+ci: ## what CI runs
+	bash .ci/run
+
+clean:
+	rm -rf bin .meshd
