@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"google.golang.org/grpc/status"
 
 	"github.com/meshd/meshd/sds/sdsclient"
@@ -28,7 +29,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) == "1" {
 		os.Exit(runClientHelper())
 	}
-	os.Exit(m.Run())
+	// Every stream, connection and loop must be gone when the tests end.
+	goleak.VerifyTestMain(m)
 }
 
 type helperResult struct {
