@@ -1,0 +1,199 @@
+package sds
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/meshd/meshd/certs"
+)
+
+type cacheEnv struct {
+	ca     *certs.CA
+	cache  *Cache
+	reg    *prometheus.Registry
+	offset atomic.Int64 // wall-clock jump applied to both CA and cache
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// newCacheEnv builds a CA and a running cache inside a synctest bubble.
+func newCacheEnv(t *testing.T, svidTTL time.Duration) *cacheEnv {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "cache")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	e := &cacheEnv{reg: prometheus.NewRegistry(), done: make(chan struct{})}
+	now := func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) }
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	e.ca, err = certs.New(certs.Config{TrustDomain: spiffeid.RequireTrustDomainFromString(testTD), StateDir: filepath.Join(dir, "s"),
+		SVIDTTL: svidTTL, CATTL: 30 * 24 * time.Hour, Now: now, Log: log, Registerer: e.reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cache, err = NewCache(CacheConfig{CA: e.ca, Now: now, Log: log, Registerer: e.reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	go func() { defer close(e.done); _ = e.cache.Run(ctx) }()
+	return e
+}
+
+func (e *cacheEnv) stop() { e.cancel(); <-e.done }
+
+var testIdentity = &Identity{SPIFFEID: spiffeid.RequireFromString(serviceB), DNSNames: []string{"serviceb.apps.local"}}
+
+func drained(s *subscriber) bool {
+	select {
+	case <-s.wake:
+		return true
+	default:
+		return false
+	}
+}
+
+// TestCacheRenewsAtRotationTime: nothing happens before the rotation time;
+// at it, the SVID is renewed once and its subscriber woken.
+func TestCacheRenewsAtRotationTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newCacheEnv(t, time.Hour)
+		defer e.stop()
+		sub := newSubscriber()
+		ent := e.cache.acquire(testIdentity, sub)
+		first, err := e.cache.get(ent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt := certs.RotationTime(first.svid.Certificates[0])
+		time.Sleep(time.Until(rt) - time.Second)
+		synctest.Wait()
+		if drained(sub) || ent.cur.Load() != first {
+			t.Fatal("renewed before the rotation time")
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if !drained(sub) {
+			t.Fatal("subscriber not woken at the rotation time")
+		}
+		second := ent.cur.Load()
+		if second == first || second.serial.Cmp(first.serial) == 0 {
+			t.Fatal("SVID not renewed")
+		}
+		if got := metric(t, e.reg, "meshd_sds_svid_rotations_total"); got != 1 {
+			t.Fatalf("rotations = %v", got)
+		}
+		// The next renewal follows the new certificate's own schedule.
+		time.Sleep(time.Until(certs.RotationTime(second.svid.Certificates[0])) + time.Second)
+		synctest.Wait()
+		if ent.cur.Load() == second {
+			t.Fatal("second renewal missing")
+		}
+		e.cache.release(ent, sub)
+	})
+}
+
+// TestCacheClockJump: a wall-clock step that leaves the SVID expired is
+// noticed within maxWait, without waiting for the old timer.
+func TestCacheClockJump(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newCacheEnv(t, time.Hour)
+		defer e.stop()
+		sub := newSubscriber()
+		ent := e.cache.acquire(testIdentity, sub)
+		first, err := e.cache.get(ent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		e.offset.Store(int64(2 * time.Hour)) // NTP step / VM resume
+		time.Sleep(maxWait + time.Second)
+		synctest.Wait()
+		cur := ent.cur.Load()
+		if cur == first {
+			t.Fatal("expired SVID not replaced after a clock jump")
+		}
+		if leaf := cur.svid.Certificates[0]; !leaf.NotAfter.After(time.Now().Add(2 * time.Hour)) {
+			t.Fatalf("replacement expires at %s, before the jumped clock + TTL", leaf.NotAfter)
+		}
+		e.cache.release(ent, sub)
+	})
+}
+
+// TestCacheEvictsIdle: an SVID with no stream left is dropped after the
+// idle period, with its expiry metric.
+func TestCacheEvictsIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newCacheEnv(t, time.Hour)
+		defer e.stop()
+		sub := newSubscriber()
+		ent := e.cache.acquire(testIdentity, sub)
+		if _, err := e.cache.get(ent); err != nil {
+			t.Fatal(err)
+		}
+		if metric(t, e.reg, "meshd_sds_svid_expiry_timestamp_seconds", "spiffe_id", serviceB) == 0 {
+			t.Fatal("expiry metric missing")
+		}
+		e.cache.release(ent, sub)
+		time.Sleep(4 * time.Minute)
+		synctest.Wait()
+		if metric(t, e.reg, "meshd_sds_svids_cached") != 1 {
+			t.Fatal("evicted too early")
+		}
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		if metric(t, e.reg, "meshd_sds_svids_cached") != 0 {
+			t.Fatal("idle SVID not evicted")
+		}
+		if metric(t, e.reg, "meshd_sds_svid_expiry_timestamp_seconds", "spiffe_id", serviceB) != 0 {
+			t.Fatal("expiry metric of an evicted SVID still exported")
+		}
+	})
+}
+
+// TestCacheSingleIssuance: many streams asking at once cause one signing.
+func TestCacheSingleIssuance(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newCacheEnv(t, time.Hour)
+		defer e.stop()
+		var wg sync.WaitGroup
+		got := make([]*issued, 50)
+		for i := range got {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sub := newSubscriber()
+				ent := e.cache.acquire(testIdentity, sub)
+				defer e.cache.release(ent, sub)
+				is, err := e.cache.get(ent)
+				if err != nil {
+					t.Error(err)
+				}
+				got[i] = is
+			}()
+		}
+		wg.Wait()
+		for _, is := range got {
+			if is != got[0] {
+				t.Fatal("streams got different SVIDs")
+			}
+		}
+		if n := metric(t, e.reg, "meshd_ca_svids_issued_total"); n != 1 {
+			t.Fatalf("issued %v SVIDs for one identity", n)
+		}
+	})
+}
