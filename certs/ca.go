@@ -36,8 +36,10 @@ const (
 	// (at most a tenth of the SVID TTL, so a short-lived SVID's half-life
 	// never falls before its issuance).
 	SVIDBackdate = 10 * time.Second
-	// MinSVIDTTL is the shortest SVID lifetime accepted.
-	MinSVIDTTL = time.Second
+	// MinSVIDTTL is the shortest SVID lifetime accepted. X.509 times have
+	// one-second resolution, so a shorter lifetime could put the renewal
+	// point (half-life ±10 %) before the moment of issuance.
+	MinSVIDTTL = 10 * time.Second
 	// MinCATTLFactor: a root must live at least this many SVID lifetimes, so
 	// that the active root (which signs for its first 5/6) never has to cut
 	// SVID lifetimes short.
@@ -92,9 +94,10 @@ type CA struct {
 	changed watch.Signal
 	m       caMetrics
 
-	stateStat os.FileInfo
-	certFile  watch.File
-	keyFile   watch.File
+	stateStat   os.FileInfo
+	certFile    watch.File
+	keyFile     watch.File
+	operatorErr string // last refusal of the operator's files, logged once
 }
 
 type caMetrics struct {
@@ -343,7 +346,7 @@ func (c *CA) advance() (bool, error) {
 	if cur := c.snap.Load(); cur != nil {
 		before = cur.state
 	}
-	out, err := c.store.Update(func(s *State) (*State, bool, error) {
+	out, fi, err := c.store.UpdateStat(func(s *State) (*State, bool, error) {
 		changed := false
 		if s == nil {
 			s = &State{Version: 1, TrustDomain: c.cfg.TrustDomain.Name(), KeyType: c.cfg.CAKeyType, CATTL: Duration(c.cfg.CATTL)}
@@ -363,9 +366,7 @@ func (c *CA) advance() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if fi, err := os.Stat(c.store.Path()); err == nil {
-		c.stateStat = fi
-	}
+	c.stateStat = fi
 	act := out.Active()
 	if act == nil || act.Key == nil {
 		return false, fmt.Errorf("CA state in %s has no usable active root", c.store.Dir)
@@ -436,14 +437,23 @@ func (c *CA) reloadOperator() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("--ca-key: %w", err)
 	}
-	if !certChanged && !keyChanged {
+	if !certChanged && !keyChanged && c.operatorErr == "" {
 		return false, nil
 	}
-	defer func() { c.certFile.Mark(certPEM); c.keyFile.Mark(keyPEM) }()
+	// A refused pair is not marked as handled: it is retried every poll, so
+	// fixing the key's mode (or waiting out clock skew) takes effect.
 	s, bundle, err := loadOperatorCA(c.cfg.TrustDomain, c.cfg.CACertFile, certPEM, c.cfg.CAKeyFile, keyPEM, c.cfg.Now())
 	if err != nil {
+		repeated := err.Error() == c.operatorErr
+		c.operatorErr = err.Error()
+		if repeated {
+			return false, nil // already logged and counted
+		}
 		return false, err
 	}
+	c.operatorErr = ""
+	c.certFile.Mark(certPEM)
+	c.keyFile.Mark(keyPEM)
 	if fi, err := os.Stat(c.cfg.CAKeyFile); err == nil && fi.Mode().Perm()&0o070 != 0 {
 		c.log.Warn("CA key file is group-accessible; 0600 is recommended", "file", c.cfg.CAKeyFile, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()))
 	}
@@ -494,7 +504,7 @@ func loadOperatorCA(td spiffeid.TrustDomain, certFile string, certPEM []byte, ke
 	pool := x509.NewCertPool()
 	pool.AddCert(root)
 	inter := x509.NewCertPool()
-	for _, c := range certs[1 : len(certs)-1] {
+	for _, c := range certs[1:max(1, len(certs)-1)] { // none when the file holds only the root
 		inter.AddCert(c)
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {

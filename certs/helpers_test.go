@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"testing"
 	"time"
@@ -46,7 +47,9 @@ func at(clock string) time.Time {
 	return time.Date(t0.Year(), t0.Month(), t0.Day()+day, h, m, s, 0, time.UTC)
 }
 
-func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func discardLog() *slog.Logger { return slogTo(io.Discard) }
+
+func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
 // syncBuffer is a goroutine-safe log sink.
 type syncBuffer struct {
@@ -101,11 +104,23 @@ func newTestCA(t *testing.T, cfg Config) (*CA, *prometheus.Registry) {
 	if cfg.StateDir == "" && cfg.CACertFile == "" {
 		cfg.StateDir = filepath.Join(t.TempDir(), "state")
 	}
-	ca, err := New(cfg)
+	ca, err := callNew(t, cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	return ca, reg
+}
+
+// callNew calls New, turning a panic into a test failure so that it cannot
+// take the whole test binary down.
+func callNew(t testing.TB, cfg Config) (ca *CA, err error) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("New panicked: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return New(cfg)
 }
 
 // metricValue returns the value of the (label-less) counter or gauge name.
@@ -132,8 +147,8 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	return 0
 }
 
-// metricLabels returns the label sets of every series of name, as
-// "status=...,id=..." strings keyed to their values.
+// metricSeries returns every series of the gauge name, keyed by its labels
+// rendered as "id=...,status=...," (label names sorted, as Gather does).
 func metricSeries(t *testing.T, reg *prometheus.Registry, name string) map[string]float64 {
 	t.Helper()
 	mfs, err := reg.Gather()

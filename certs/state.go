@@ -305,6 +305,9 @@ func ParseState(name string, data []byte) (*State, error) {
 	if err := dec.Decode(&s); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
+	if dec.More() {
+		return nil, fmt.Errorf("%s: unexpected data after the state object", name)
+	}
 	if s.Version != 1 {
 		return nil, fmt.Errorf("%s: unsupported state version %d", name, s.Version)
 	}
@@ -400,28 +403,40 @@ var ErrNoState = errors.New("no CA state")
 // Update locks the store, loads the state (nil if there is none), calls fn,
 // and writes the state fn returns back if fn reports a change.
 func (st Store) Update(fn func(s *State) (*State, bool, error)) (*State, error) {
+	s, _, err := st.UpdateStat(fn)
+	return s, err
+}
+
+// UpdateStat is Update that also returns the state file's FileInfo as it
+// was when the lock was released, so a caller can tell a later outside
+// change from its own write.
+func (st Store) UpdateStat(fn func(s *State) (*State, bool, error)) (*State, os.FileInfo, error) {
 	if err := st.ensureDir(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	unlock, err := st.lock()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer unlock()
 	s, err := st.load()
 	if err != nil && !errors.Is(err, ErrNoState) {
-		return nil, err
+		return nil, nil, err
 	}
 	s, changed, err := fn(s)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if changed {
 		if err := st.write(s); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return s, nil
+	fi, err := os.Stat(st.Path())
+	if err != nil {
+		return nil, nil, fmt.Errorf("stat CA state: %w", err)
+	}
+	return s, fi, nil
 }
 
 // Load reads the state without changing it.

@@ -770,7 +770,7 @@ func TestStorePermissions(t *testing.T) {
 		if called {
 			t.Error("Update called fn on an open state dir")
 		}
-		_, err = New(Config{TrustDomain: testTD, StateDir: dir, Log: discardLog(), Registerer: prometheus.NewRegistry()})
+		_, err = callNew(t, Config{TrustDomain: testTD, StateDir: dir, Log: discardLog(), Registerer: prometheus.NewRegistry()})
 		if err == nil || !strings.Contains(err.Error(), dir) {
 			t.Errorf("New: %v, want a refusal naming %s", err, dir)
 		}

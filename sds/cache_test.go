@@ -121,7 +121,7 @@ func TestCacheClockJump(t *testing.T) {
 		time.Sleep(time.Second)
 		synctest.Wait()
 		e.offset.Store(int64(2 * time.Hour)) // NTP step / VM resume
-		time.Sleep(31 * time.Second) // the documented bound: a jump is noticed within 30s
+		time.Sleep(31 * time.Second)         // the documented bound: a jump is noticed within 30s
 		synctest.Wait()
 		cur := ent.cur.Load()
 		if cur == first {

@@ -490,7 +490,7 @@ func TestConnectionLimit(t *testing.T) {
 // TestRotationPushed: an SVID renewed at half-life is pushed to every open
 // stream that asked for it, and only to those.
 func TestRotationPushed(t *testing.T) {
-	ts := startServer(t, serverOpts{svidTTL: 2 * time.Second, caTTL: time.Hour})
+	ts := startServer(t, serverOpts{svidTTL: certs.MinSVIDTTL, caTTL: time.Hour})
 	const n = 5
 	var streams []sdsStream
 	var first []*discoveryv3.DiscoveryResponse
@@ -515,7 +515,7 @@ func TestRotationPushed(t *testing.T) {
 	}
 	serial0 := svidOf(t, secretsByName(t, first[0])["default"]).Certificates[0].SerialNumber
 	for i, st := range streams {
-		r := recv(t, st, wait)
+		r := recv(t, st, 3*certs.MinSVIDTTL) // renewal at half-life ±10 %
 		s := svidOf(t, secretsByName(t, r)["default"])
 		if s.Certificates[0].SerialNumber.Cmp(serial0) == 0 {
 			t.Fatalf("stream %d: pushed the same certificate", i)
