@@ -52,6 +52,7 @@ type benchAuthority struct {
 	// armed renewal happens per kick.
 	offset atomic.Int64
 
+	stopped    chan struct{} // ends the goroutines Changed starts
 	mu         sync.Mutex
 	ch         chan struct{}
 	issuedAt   time.Time
@@ -88,6 +89,7 @@ func (a *benchAuthority) Changed() <-chan struct{} {
 			case <-real:
 				a.fire(ch)
 			case <-ch:
+			case <-a.stopped:
 			}
 		}()
 	}
@@ -144,7 +146,7 @@ func startBenchServer(b *testing.B) *benchServer {
 	if err != nil {
 		b.Fatal(err)
 	}
-	auth := &benchAuthority{CA: ca}
+	auth := &benchAuthority{CA: ca, stopped: make(chan struct{})}
 	cache, err := sds.NewCache(sds.CacheConfig{CA: auth, Log: log, Registerer: reg, Now: auth.now})
 	if err != nil {
 		b.Fatal(err)
@@ -187,6 +189,7 @@ func startBenchServer(b *testing.B) *benchServer {
 		once.Do(func() {
 			cancel()
 			wg.Wait()
+			close(auth.stopped)
 			os.RemoveAll(dir)
 		})
 	}

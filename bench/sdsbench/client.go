@@ -87,7 +87,7 @@ func (r *round) span() (first, last time.Time) {
 // ACKs as Envoy does.
 type fleet struct {
 	names  []string
-	conns  []*grpc.ClientConn
+	conns  []atomic.Pointer[grpc.ClientConn]
 	latest [][]atomic.Pointer[[]byte] // [name][conn]: last resource received
 	rounds []atomic.Pointer[round]    // per name
 	errs   atomic.Int64
@@ -96,47 +96,46 @@ type fleet struct {
 
 	// Opening: per-connection time from the start to every stream's first
 	// response, and the time until all connections were served.
-	openLat  []time.Duration
-	openAll  time.Duration
-	openErrs []error
+	openLat []time.Duration
+	openAll time.Duration
 }
 
 // openFleet opens n connections at once (all goroutines released together)
-// and returns when every stream has its first response or failed.
+// and returns when every stream has its first response, or after timeout
+// with an error.
 func openFleet(ctx context.Context, socket string, names []string, n int, timeout time.Duration) (*fleet, error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	f := &fleet{
-		names: names, conns: make([]*grpc.ClientConn, n), cancel: cancel,
+		names: names, conns: make([]atomic.Pointer[grpc.ClientConn], n), cancel: cancel,
 		latest: make([][]atomic.Pointer[[]byte], len(names)), rounds: make([]atomic.Pointer[round], len(names)),
-		openLat: make([]time.Duration, n), openErrs: make([]error, n),
+		openLat: make([]time.Duration, n),
 	}
 	for j := range names {
 		f.latest[j] = make([]atomic.Pointer[[]byte], n)
 	}
 	streams := make([][]sdsStream, n)
 	doneAt := make([]time.Time, n)
+	errs := make([]error, n)
+	var finishedFlag = make([]atomic.Bool, n)
 	start := make(chan struct{})
 	var ready, finished sync.WaitGroup
-	var t0 time.Time
 	for i := range n {
 		ready.Add(1)
 		finished.Add(1)
 		go func() {
 			defer finished.Done()
+			defer finishedFlag[i].Store(true)
 			ready.Done()
 			<-start
-			octx, ocancel := context.WithTimeout(ctx, timeout)
-			defer ocancel()
-			err := func() error {
+			errs[i] = func() error {
 				conn, err := sdsclient.Dial(socket)
 				if err != nil {
 					return err
 				}
-				f.conns[i] = conn
+				f.conns[i].Store(conn)
 				c := secretv3.NewSecretDiscoveryServiceClient(conn)
 				sts := make([]sdsStream, len(names))
 				for j, name := range names {
-					// The stream outlives the opening timeout.
 					st, err := c.StreamSecrets(sctx)
 					if err != nil {
 						return err
@@ -146,49 +145,53 @@ func openFleet(ctx context.Context, socket string, names []string, n int, timeou
 					}
 					sts[j] = st
 				}
+				first := make([]*discoveryv3.DiscoveryResponse, len(sts))
 				for j, st := range sts {
-					type res struct {
-						r   *discoveryv3.DiscoveryResponse
-						err error
+					r, err := st.Recv()
+					if err != nil {
+						return err
 					}
-					ch := make(chan res, 1)
-					go func() { r, err := st.Recv(); ch <- res{r, err} }()
-					var r res
-					select {
-					case r = <-ch:
-					case <-octx.Done():
-						return fmt.Errorf("no first response within %s", timeout)
+					if len(r.GetResources()) != 1 {
+						return fmt.Errorf("%s: %d resources", names[j], len(r.GetResources()))
 					}
-					if r.err != nil {
-						return r.err
-					}
-					if len(r.r.GetResources()) != 1 {
-						return fmt.Errorf("%s: %d resources", names[j], len(r.r.GetResources()))
-					}
-					v := r.r.GetResources()[0].GetValue()
+					v := r.GetResources()[0].GetValue()
 					f.latest[j][i].Store(&v)
-					if err := st.Send(sdsclient.ACK(r.r, names[j])); err != nil {
+					first[j] = r
+				}
+				doneAt[i] = time.Now()
+				for j, st := range sts {
+					if err := st.Send(sdsclient.ACK(first[j], names[j])); err != nil {
 						return err
 					}
 				}
-				doneAt[i] = time.Now()
 				streams[i] = sts
 				return nil
 			}()
-			f.openErrs[i] = err
 		}()
 	}
 	ready.Wait()
-	t0 = time.Now()
+	// A watchdog closes the connections still opening after timeout, which
+	// fails their pending Recv.
+	watchdog := time.AfterFunc(timeout, func() {
+		for i := range n {
+			if !finishedFlag[i].Load() {
+				if c := f.conns[i].Load(); c != nil {
+					c.Close()
+				}
+			}
+		}
+	})
+	t0 := time.Now()
 	close(start)
 	finished.Wait()
+	watchdog.Stop()
 	var firstErr error
 	nerr := 0
 	for i := range n {
-		if f.openErrs[i] != nil {
+		if errs[i] != nil {
 			nerr++
 			if firstErr == nil {
-				firstErr = f.openErrs[i]
+				firstErr = errs[i]
 			}
 			continue
 		}
@@ -198,7 +201,7 @@ func openFleet(ctx context.Context, socket string, names []string, n int, timeou
 	}
 	if nerr > 0 {
 		f.close()
-		return nil, fmt.Errorf("%d of %d connections failed; first error: %v", nerr, n, firstErr)
+		return nil, fmt.Errorf("%d of %d connections failed (timeout %s); first error: %v", nerr, n, timeout, firstErr)
 	}
 	for i := range n {
 		for j, st := range streams[i] {
@@ -238,8 +241,8 @@ func (f *fleet) recvLoop(i, j int, st sdsStream) {
 
 func (f *fleet) close() {
 	f.cancel()
-	for _, c := range f.conns {
-		if c != nil {
+	for i := range f.conns {
+		if c := f.conns[i].Load(); c != nil {
 			c.Close()
 		}
 	}

@@ -173,6 +173,30 @@ func (s *server) cpu() (time.Duration, error) {
 	return time.Duration(ut+st) * 10 * time.Millisecond, nil // USER_HZ is 100 on Linux
 }
 
+// machineBusy is the CPU time all processors spent busy so far (from
+// /proc/stat: everything but idle and iowait), to tell how much other
+// processes used during a measurement.
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	return time.Duration(busy) * 10 * time.Millisecond
+}
+
 // selfCPU is this process's user+system CPU time so far.
 func selfCPU() time.Duration {
 	var ru syscall.Rusage
@@ -183,7 +207,7 @@ func selfCPU() time.Duration {
 }
 
 // memStatus is the server's resident memory from /proc/<pid>/status.
-type memStatus struct{ rss, hwm int64 } // bytes
+type memStatus struct{ rss, hwm, anon, file int64 } // bytes
 
 func (s *server) mem() (memStatus, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.pid()))
@@ -204,6 +228,10 @@ func (s *server) mem() (memStatus, error) {
 			dst = &m.rss
 		case "VmHWM":
 			dst = &m.hwm
+		case "RssAnon":
+			dst = &m.anon
+		case "RssFile":
+			dst = &m.file
 		default:
 			continue
 		}
