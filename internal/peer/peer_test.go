@@ -145,7 +145,9 @@ func copyTestBinary(t *testing.T) string {
 func startHelper(t *testing.T, bin, sock, mode string, cred *syscall.Credential) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bin, "-test.run=^TestHelperProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), helperSockEnv+"="+sock, helperModeEnv+"="+mode)
+	cmd.Env = append(os.Environ(), helperSockEnv+"="+sock, helperModeEnv+"="+mode,
+		// Under -race, the helper would otherwise linger 1s at exit.
+		"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 	cmd.Dir = filepath.Dir(bin)
 	cmd.Stderr = os.Stderr
 	if cred != nil {
@@ -237,48 +239,25 @@ func TestAttest(t *testing.T) {
 		}
 	})
 
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("TestAttest/other_uid must run as root in CI (to start a client as uid %d); euid is %d", nobody, os.Geteuid())
-		}
-		t.Logf("not root (euid %d): the other-uid case (a client running as uid %d) needs root and was not run", os.Geteuid(), nobody)
-		return
-	}
-
-	t.Run("other uid", func(t *testing.T) {
+	t.Run("zombie peer", func(t *testing.T) {
+		// A peer that exited but is not yet reaped is still the process
+		// the socket's credentials name, but its executable is gone.
 		ln, path := listen(t)
-		if err := os.Chmod(filepath.Dir(path), 0o777); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(path, 0o777); err != nil {
-			t.Fatal(err)
-		}
 		bin := copyTestBinary(t)
-		cmd := startHelper(t, bin, path, "wait", &syscall.Credential{Uid: nobody, Gid: nobody})
+		cmd := startHelper(t, bin, path, "exit", nil)
 		server := accept(t, ln)
-		uid, gid := readIDs(t, server)
-		if uid != nobody || gid != nobody {
-			t.Fatalf("helper reports it runs as %d/%d, want %d/%d", uid, gid, nobody, nobody)
-		}
-
+		readIDs(t, server)
+		waitZombie(t, cmd.Process.Pid)
 		info, err := Attest(server)
 		if err != nil {
-			t.Fatalf("Attest: %v", err)
-		}
-		if info.UID != nobody || info.GID != nobody {
-			t.Errorf("UID/GID = %d/%d, want %d/%d", info.UID, info.GID, nobody, nobody)
+			t.Fatalf("Attest of a zombie peer: %v", err)
 		}
 		if int(info.PID) != cmd.Process.Pid {
-			t.Errorf("PID = %d, want the helper's %d", info.PID, cmd.Process.Pid)
+			t.Errorf("PID = %d, want %d", info.PID, cmd.Process.Pid)
 		}
-		if info.ExeErr != nil {
-			t.Fatalf("ExeErr = %v", info.ExeErr)
+		if info.Exe != "" || info.ExeErr == nil {
+			t.Errorf("Exe = %q, ExeErr = %v; want no exe and the reason", info.Exe, info.ExeErr)
 		}
-		if got, want := realPath(t, info.Exe), realPath(t, bin); got != want {
-			t.Errorf("Exe = %q, want %q", got, want)
-		}
-
-		server.Close()
 		if err := cmd.Wait(); err != nil {
 			t.Errorf("helper: %v", err)
 		}
@@ -297,13 +276,85 @@ func TestAttest(t *testing.T) {
 			t.Fatalf("helper: %v", err)
 		}
 		info, err := Attest(server)
-		if err == nil && info.Exe != "" {
-			t.Fatalf("Attest of an exited peer = %v (exe %q), want an error", info, info.Exe)
+		if err == nil && (info.Exe != "" || info.ExeErr == nil) {
+			t.Fatalf("Attest of an exited peer = %v (exe %q, ExeErr %v), want an error", info, info.Exe, info.ExeErr)
 		}
 		if err != nil && !strings.Contains(err.Error(), fmt.Sprint(cmd.Process.Pid)) {
 			t.Errorf("error %q does not name pid %d", err, cmd.Process.Pid)
 		}
 	})
+
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("TestAttest/other_uid must run as root in CI (to start a client as uid %d); euid is %d", nobody, os.Geteuid())
+		}
+		t.Logf("not root (euid %d): the other-uid case (a client running as uid %d) needs root and was not run", os.Geteuid(), nobody)
+		return
+	}
+
+	for _, cred := range []syscall.Credential{
+		{Uid: nobody, Gid: nobody},
+		{Uid: nobody, Gid: 12345}, // tells uid and gid apart
+	} {
+		t.Run(fmt.Sprintf("other uid %d gid %d", cred.Uid, cred.Gid), func(t *testing.T) {
+			ln, path := listen(t)
+			if err := os.Chmod(filepath.Dir(path), 0o777); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			bin := copyTestBinary(t)
+			cmd := startHelper(t, bin, path, "wait", &cred)
+			server := accept(t, ln)
+			uid, gid := readIDs(t, server)
+			if uid != cred.Uid || gid != cred.Gid {
+				t.Fatalf("helper reports it runs as %d/%d, want %d/%d", uid, gid, cred.Uid, cred.Gid)
+			}
+
+			info, err := Attest(server)
+			if err != nil {
+				t.Fatalf("Attest: %v", err)
+			}
+			if info.UID != cred.Uid || info.GID != cred.Gid {
+				t.Errorf("UID/GID = %d/%d, want %d/%d", info.UID, info.GID, cred.Uid, cred.Gid)
+			}
+			if int(info.PID) != cmd.Process.Pid {
+				t.Errorf("PID = %d, want the helper's %d", info.PID, cmd.Process.Pid)
+			}
+			if info.ExeErr != nil {
+				t.Fatalf("ExeErr = %v", info.ExeErr)
+			}
+			if got, want := realPath(t, info.Exe), realPath(t, bin); got != want {
+				t.Errorf("Exe = %q, want %q", got, want)
+			}
+
+			server.Close()
+			if err := cmd.Wait(); err != nil {
+				t.Errorf("helper: %v", err)
+			}
+		})
+	}
+}
+
+// waitZombie waits until the process has exited but is not reaped.
+func waitZombie(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The state follows the parenthesised command name.
+		if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && strings.HasPrefix(string(stat[i:]), ") Z") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d did not exit: %s", pid, stat)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // handshake runs a ServerHandshake for a new connection from this process.
@@ -359,6 +410,18 @@ func TestServerHandshakeNotUnix(t *testing.T) {
 		t.Errorf("Open() = %d after a refused handshake", c.Open())
 	}
 
+	// A Unix connection that cannot be attested fails the handshake and is
+	// not counted.
+	ln, path := listen(t)
+	server, _ := connPair(t, ln, path)
+	server.Close()
+	if conn, ai, err := c.ServerHandshake(server); err == nil || errors.Is(err, ErrNotUnix) || conn != nil || ai != nil {
+		t.Errorf("handshake on a closed Unix conn = %v, %v, %v; want an attestation error", conn, ai, err)
+	}
+	if c.Open() != 0 {
+		t.Errorf("Open() = %d after a failed attestation", c.Open())
+	}
+
 	// A TCP connection is not a Unix socket either.
 	tl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -391,7 +454,7 @@ func TestServerHandshake(t *testing.T) {
 	if info.AuthType() != "meshd-uds-peercred" {
 		t.Errorf("AuthType() = %q", info.AuthType())
 	}
-	_, info2, err := handshake(t, c, ln, path)
+	conn2, info2, err := handshake(t, c, ln, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,6 +469,20 @@ func TestServerHandshake(t *testing.T) {
 	conn.Close()
 	if c.Open() != 1 {
 		t.Errorf("Open() = %d after closing one connection (twice), want 1", c.Open())
+	}
+	// A uid with no open connections is forgotten.
+	c.mu.Lock()
+	n := c.perUID[uint32(os.Getuid())]
+	c.mu.Unlock()
+	if n != 1 {
+		t.Errorf("per-uid count = %d, want 1", n)
+	}
+	conn2.Close()
+	c.mu.Lock()
+	left := len(c.perUID)
+	c.mu.Unlock()
+	if c.Open() != 0 || left != 0 {
+		t.Errorf("after closing everything: Open() = %d, %d uids tracked; want 0, 0", c.Open(), left)
 	}
 }
 

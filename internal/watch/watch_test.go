@@ -90,7 +90,8 @@ func TestSignalFreshChannelAfterNotify(t *testing.T) {
 	}
 }
 
-// Waiters that re-arm in a loop never miss a Notify that follows their C.
+// A waiter that re-arms in a loop (take C, check state, wait) sees every
+// update, and wakes only when notified.
 func TestSignalNoLostWakeups(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var s Signal
@@ -98,6 +99,7 @@ func TestSignalNoLostWakeups(t *testing.T) {
 		version := 0
 		const rounds = 50
 		seen := make(chan int, rounds+1)
+		spurious := make(chan int, 1)
 		go func() {
 			last := -1
 			for {
@@ -105,10 +107,12 @@ func TestSignalNoLostWakeups(t *testing.T) {
 				mu.Lock()
 				v := version
 				mu.Unlock()
-				if v != last {
-					seen <- v
-					last = v
+				if v == last {
+					spurious <- v // woke without a Notify
+					return
 				}
+				seen <- v
+				last = v
 				if v == rounds {
 					return
 				}
@@ -127,6 +131,11 @@ func TestSignalNoLostWakeups(t *testing.T) {
 		var got []int
 		for v := range seen {
 			got = append(got, v)
+		}
+		select {
+		case v := <-spurious:
+			t.Fatalf("waiter woke with no Notify at version %d", v)
+		default:
 		}
 		if len(got) != rounds+1 || got[len(got)-1] != rounds {
 			t.Fatalf("waiter saw versions %v, want 0..%d", got, rounds)
