@@ -118,7 +118,7 @@ func ParseIdentities(data []byte, td spiffeid.TrustDomain) (*Identities, error) 
 		errs = append(errs, fmt.Errorf("entry %d: %s: %s", i, field, fmt.Sprintf(format, args...)))
 	}
 	out := &Identities{}
-	dnsByID := map[spiffeid.ID][]string{}
+	dnsByID := map[spiffeid.ID]string{}
 	for i, r := range raw {
 		id, err := spiffeid.FromString(r.SPIFFEID)
 		if err != nil {
@@ -163,11 +163,13 @@ func ParseIdentities(data []byte, td spiffeid.TrustDomain) (*Identities, error) 
 			}
 			ent.Selectors = append(ent.Selectors, sel)
 		}
-		sortedDNS := slices.Sorted(slices.Values(ent.DNSNames))
-		if prev, ok := dnsByID[id]; ok && !slices.Equal(prev, sortedDNS) {
-			bad(i, "dnsNames", "%s appears in an earlier entry with different dnsNames", id)
+		// Entries sharing a SPIFFE ID (alternative selectors) must describe
+		// the same certificate and names: only the first matching one counts.
+		sig := strings.Join(slices.Sorted(slices.Values(ent.DNSNames)), ",") + "|" + strings.Join(slices.Sorted(slices.Values(ent.SecretNames)), ",")
+		if prev, ok := dnsByID[id]; ok && prev != sig {
+			bad(i, "dnsNames", "%s appears in an earlier entry with different dnsNames or secretNames", id)
 		}
-		dnsByID[id] = sortedDNS
+		dnsByID[id] = sig
 		out.list = append(out.list, ent)
 	}
 	if len(errs) > 0 {

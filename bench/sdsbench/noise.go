@@ -64,9 +64,13 @@ func startNoise(srv *server) *noise {
 
 // share is other processes' CPU since the start, in percent of the machine
 // (10 ms tick resolution, so coarse over short windows).
-func (n *noise) share() float64 {
+func (n *noise) share() float64 { return n.shareExcept(0) }
+
+// shareExcept is share not counting ours, the CPU of a child process the
+// harness ran.
+func (n *noise) shareExcept(ours time.Duration) float64 {
 	wall := time.Since(n.t0)
-	other := machineBusy() - n.busy0 - (srvCPUOr0(n.srv) - n.srv0) - (selfCPU() - n.self0)
+	other := machineBusy() - n.busy0 - (srvCPUOr0(n.srv) - n.srv0) - (selfCPU() - n.self0) - ours
 	return 100 * max(float64(other), 0) / float64(time.Duration(runtime.NumCPU())*wall)
 }
 

@@ -123,6 +123,7 @@ func (c *Credentials) ServerHandshake(conn net.Conn) (net.Conn, credentials.Auth
 	}
 	c.mu.Unlock()
 	if hard {
+		info.Rejected = fmt.Errorf("meshd: connection refused: over twice --max-conns (%d)", c.limits.MaxConns)
 		if c.OnReject != nil {
 			c.OnReject(info)
 		}
@@ -226,7 +227,9 @@ func Attest(uc *net.UnixConn) (Info, error) {
 	if pidfd >= 0 {
 		// The exe we read belongs to the attested process only if that
 		// process is still the one the pidfd refers to.
-		if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
+		// EPERM (a peer of another uid, meshd not root) still proves the
+		// process is alive; only ESRCH means it exited.
+		if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); errors.Is(err, unix.ESRCH) {
 			return Info{}, fmt.Errorf("attest peer pid %d: process exited during attestation: %w", cred.Pid, err)
 		}
 	}

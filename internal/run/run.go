@@ -58,7 +58,11 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		cancel context.CancelFunc
 		wg     sync.WaitGroup
 	}
-	results := make(chan result, 64)
+	n := 0
+	for _, comps := range s.Stages {
+		n += len(comps)
+	}
+	results := make(chan result, n) // every component reports once, never blocking
 	stages := make([]*stage, len(s.Stages))
 	for i, comps := range s.Stages {
 		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
