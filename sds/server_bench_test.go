@@ -55,6 +55,7 @@ type benchAuthority struct {
 	stopped    chan struct{} // ends the goroutines Changed starts
 	mu         sync.Mutex
 	ch         chan struct{}
+	kicked     bool // a kick came while no channel was out: close the next at once
 	issuedAt   time.Time
 	lastSerial *big.Int
 }
@@ -82,6 +83,11 @@ func (a *benchAuthority) Changed() <-chan struct{} {
 	defer a.mu.Unlock()
 	if a.ch == nil {
 		ch := make(chan struct{})
+		if a.kicked {
+			a.kicked = false
+			close(ch)
+			return ch
+		}
 		a.ch = ch
 		real := a.CA.Changed()
 		go func() {
@@ -99,16 +105,20 @@ func (a *benchAuthority) Changed() <-chan struct{} {
 func (a *benchAuthority) fire(ch chan struct{}) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if ch == nil {
+	if ch == nil { // a kick
+		if a.ch == nil {
+			a.kicked = true
+			return
+		}
 		ch = a.ch
 	}
-	if ch != nil && a.ch == ch {
+	if a.ch == ch {
 		close(ch)
 		a.ch = nil
 	}
 }
 
-// benchNow is the cache's clock: wall time plus the armed offset.
+// now is the cache's clock: wall time plus the armed offset.
 func (a *benchAuthority) now() time.Time { return time.Now().Add(time.Duration(a.offset.Load())) }
 
 // rotateSVIDNow makes every cached SVID due (the clock jumps 45 minutes, past

@@ -17,9 +17,16 @@
 //	    `meshd ca rotate --now` to every ROOTCA stream holding the two-root
 //	    bundle;
 //
-// plus in-process P-256 issuance throughput. Everything is bounded by
-// -timeout; the subprocesses are stopped (and killed if the harness dies).
-// See docs/benchmarks.md.
+// plus in-process P-256 issuance throughput.
+//
+// Each timed measurement records how much CPU other processes used
+// meanwhile (from /proc/stat, minus the harness and the server); the harness
+// waits up to -quiet-wait for a quiet machine first, and repeats noisy
+// measurements (-noisy-retries) while -timeout allows. Everything is bounded
+// by -timeout (3 minutes); the subprocesses are stopped on the way out and
+// killed by the kernel if the harness dies (Pdeathsig). The exit status is 1
+// if a scenario could not run, 2 with -fail-on-miss if a target was missed,
+// else 0. See docs/benchmarks.md.
 package main
 
 import (
