@@ -55,6 +55,19 @@ func newCacheEnv(t *testing.T, svidTTL time.Duration) *cacheEnv {
 
 func (e *cacheEnv) stop() { e.cancel(); <-e.done }
 
+// subscribe opens one stream's subscription to testIdentity and mints its
+// first SVID.
+func (e *cacheEnv) subscribe(t *testing.T) (*subscriber, *entry, *issued) {
+	t.Helper()
+	sub := newSubscriber()
+	ent := e.cache.acquire(testIdentity, sub)
+	first, err := e.cache.get(ent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sub, ent, first
+}
+
 var testIdentity = &Identity{SPIFFEID: spiffeid.RequireFromString(serviceB), DNSNames: []string{"serviceb.apps.local"}}
 
 func drained(s *subscriber) bool {
@@ -72,12 +85,7 @@ func TestCacheRenewsAtRotationTime(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newCacheEnv(t, time.Hour)
 		defer e.stop()
-		sub := newSubscriber()
-		ent := e.cache.acquire(testIdentity, sub)
-		first, err := e.cache.get(ent)
-		if err != nil {
-			t.Fatal(err)
-		}
+		sub, ent, first := e.subscribe(t)
 		rt := certs.RotationTime(first.svid.Certificates[0])
 		time.Sleep(time.Until(rt) - time.Second)
 		synctest.Wait()
@@ -112,12 +120,7 @@ func TestCacheClockJump(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newCacheEnv(t, time.Hour)
 		defer e.stop()
-		sub := newSubscriber()
-		ent := e.cache.acquire(testIdentity, sub)
-		first, err := e.cache.get(ent)
-		if err != nil {
-			t.Fatal(err)
-		}
+		sub, ent, first := e.subscribe(t)
 		time.Sleep(time.Second)
 		synctest.Wait()
 		e.offset.Store(int64(2 * time.Hour)) // NTP step / VM resume
@@ -140,11 +143,7 @@ func TestCacheEvictsIdle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newCacheEnv(t, time.Hour)
 		defer e.stop()
-		sub := newSubscriber()
-		ent := e.cache.acquire(testIdentity, sub)
-		if _, err := e.cache.get(ent); err != nil {
-			t.Fatal(err)
-		}
+		sub, ent, _ := e.subscribe(t)
 		if metric(t, e.reg, "meshd_sds_svid_expiry_timestamp_seconds", "spiffe_id", serviceB) == 0 {
 			t.Fatal("expiry metric missing")
 		}

@@ -301,10 +301,8 @@ func (s *Server) RunReloader(ctx context.Context) error {
 func (s *Server) reloadIdentities() {
 	data, changed, err := s.idsFile.Read()
 	if err != nil {
-		if s.m.reloadOK != nil {
-			s.m.reloads.WithLabelValues("error").Inc()
-			s.m.reloadOK.Set(0)
-		}
+		s.m.reloads.WithLabelValues("error").Inc()
+		s.m.reloadOK.Set(0)
 		s.log.Error("cannot read identities file; keeping the last good one", "file", s.cfg.IdentitiesFile, "err", err)
 		return
 	}
@@ -639,6 +637,20 @@ func useSPIFFE(mode ValidationMode, node *corev3.Node) bool {
 	return bv.GetMajorNumber() > 1 || bv.GetMajorNumber() == 1 && bv.GetMinorNumber() >= 18
 }
 
+// checkRequest refuses, counts and explains a malformed DiscoveryRequest
+// (streams and FetchSecrets alike).
+func (s *Server) checkRequest(req *discoveryv3.DiscoveryRequest) error {
+	if req.GetTypeUrl() != "" && req.GetTypeUrl() != SecretType {
+		s.m.badRequests.WithLabelValues("type_url").Inc()
+		return status.Errorf(codes.InvalidArgument, "meshd: unsupported type_url %q (want %s)", req.GetTypeUrl(), SecretType)
+	}
+	if err := validateNames(req.GetResourceNames()); err != nil {
+		s.m.badRequests.WithLabelValues("names").Inc()
+		return status.Error(codes.InvalidArgument, "meshd: "+err.Error())
+	}
+	return nil
+}
+
 func validateNames(names []string) error {
 	if len(names) > maxNamesPerReq {
 		return fmt.Errorf("%d resource names (limit %d)", len(names), maxNamesPerReq)
@@ -675,13 +687,8 @@ func (s *Server) FetchSecrets(ctx context.Context, req *discoveryv3.DiscoveryReq
 }
 
 func (s *Server) fetch(ctx context.Context, req *discoveryv3.DiscoveryRequest) (*discoveryv3.DiscoveryResponse, error) {
-	if req.GetTypeUrl() != "" && req.GetTypeUrl() != SecretType {
-		s.m.badRequests.WithLabelValues("type_url").Inc()
-		return nil, status.Errorf(codes.InvalidArgument, "meshd: unsupported type_url %q (want %s)", req.GetTypeUrl(), SecretType)
-	}
-	if err := validateNames(req.GetResourceNames()); err != nil {
-		s.m.badRequests.WithLabelValues("names").Inc()
-		return nil, status.Error(codes.InvalidArgument, "meshd: "+err.Error())
+	if err := s.checkRequest(req); err != nil {
+		return nil, err
 	}
 	p, _ := peer.FromContext(ctx)
 	c, err := s.newCaller(p)
@@ -800,13 +807,8 @@ type streamState struct {
 
 func (st *streamState) onRequest(req *discoveryv3.DiscoveryRequest) error {
 	s := st.s
-	if req.GetTypeUrl() != "" && req.GetTypeUrl() != SecretType {
-		s.m.badRequests.WithLabelValues("type_url").Inc()
-		return status.Errorf(codes.InvalidArgument, "meshd: unsupported type_url %q (want %s)", req.GetTypeUrl(), SecretType)
-	}
-	if err := validateNames(req.GetResourceNames()); err != nil {
-		s.m.badRequests.WithLabelValues("names").Inc()
-		return status.Error(codes.InvalidArgument, "meshd: "+err.Error())
+	if err := s.checkRequest(req); err != nil {
+		return err
 	}
 	first := !st.started
 	if first {
