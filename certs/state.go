@@ -21,6 +21,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/sys/unix"
+
+	"github.com/meshd/meshd/internal/fsutil"
 )
 
 // StateFile is the name of the CA state file inside the state directory.
@@ -520,32 +522,8 @@ func (st Store) write(s *State) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(st.Dir, ".ca.json.*")
-	if err != nil {
+	if err := fsutil.WriteFileAtomic(st.Path(), data, 0o600); err != nil {
 		return fmt.Errorf("write CA state: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write CA state: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write CA state: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write CA state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write CA state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), st.Path()); err != nil {
-		return fmt.Errorf("write CA state: %w", err)
-	}
-	if d, err := os.Open(st.Dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -52,8 +52,9 @@ func Root() *Command {
 		Name:    "meshd",
 		Summary: "Self-hosted workload identity and Envoy tooling for App Mesh-style service meshes.",
 		Long: `meshd keeps Envoy sidecars configured "the App Mesh way" running after App Mesh:
-it serves short-lived SPIFFE mTLS certificates over SDS from its own CA.`,
-		Subs: []*Command{sdsCommand(), caCommand(), secretsCommand(), versionCommand()},
+it serves short-lived SPIFFE mTLS certificates over SDS from its own CA, and
+renders Envoy's bootstrap from the App Mesh environment variables.`,
+		Subs: []*Command{sdsCommand(), caCommand(), secretsCommand(), bootstrapCommand(), versionCommand()},
 	}
 }
 
@@ -108,6 +109,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch {
 	case err == nil:
 		return 0
+	case printInputError(stderr, strings.Join(path, " "), err):
+		return 2
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", strings.Join(path, " "), err, strings.Join(path, " "))
 		return 2
