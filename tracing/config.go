@@ -1,6 +1,7 @@
 package tracing
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -114,7 +115,7 @@ func FromEnv(lookup Lookup) (*Config, error) {
 		r.fail("APPMESH_SDS_SOCKET_PATH", c.SDSSocket, "must be an absolute path")
 	}
 	if c.XDS.TLS && c.SDSSocket == "" {
-		r.fail("MESHD_XDS_TLS", "true", "needs APPMESH_SDS_SOCKET_PATH: the sidecar's certificate and trust bundle come from SDS")
+		r.problems = append(r.problems, errors.New("MESHD_XDS_TLS is on but APPMESH_SDS_SOCKET_PATH is not set: the sidecar's certificate and trust bundle for mTLS come from SDS"))
 	}
 	c.Warnings = r.warnings
 	if len(r.problems) > 0 {

@@ -90,7 +90,8 @@ func Render(c *Config, readFile func(string) ([]byte, error)) (*bootstrapv3.Boot
 }
 
 func mustAny(m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
+	a := &anypb.Any{}
+	err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true})
 	if err != nil {
 		panic(fmt.Sprintf("tracing: marshal %T: %v", m, err)) // only fails for nil or unregistered types
 	}
