@@ -20,13 +20,17 @@ lint: ## gofmt, go vet, go mod tidy check
 	$(GO) mod tidy -diff
 
 bench: ## run the Go benchmarks and the SDS harness
-	$(GO) test -run '^$$' -bench . -benchmem ./certs/ ./sds/
+	$(GO) test -run '^$$' -bench . -benchmem ./certs/ ./sds/ ./tracing/ ./cmd/meshd/
 	$(GO) run ./bench/sdsbench
 
 fuzz: ## fuzz every parser for a short while
 	$(GO) test -run '^$$' -fuzz FuzzParseIdentities -fuzztime 30s ./sds/
 	$(GO) test -run '^$$' -fuzz FuzzStreamRequests -fuzztime 30s ./sds/
 	$(GO) test -run '^$$' -fuzz FuzzParseState -fuzztime 30s ./certs/
+	$(GO) test -run '^$$' -fuzz FuzzParseResource -fuzztime 30s ./internal/appmesh/
+	$(GO) test -run '^$$' -fuzz FuzzFromEnv -fuzztime 30s ./tracing/
+	$(GO) test -run '^$$' -fuzz FuzzParseFragment -fuzztime 30s ./tracing/
+	$(GO) test -run '^$$' -fuzz FuzzValidateSamplingManifest -fuzztime 30s ./tracing/
 
 ci: ## what CI runs
 	bash .ci/run

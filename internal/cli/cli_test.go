@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/tracing"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files (docs/configuration.md's generated section)")
@@ -145,22 +147,14 @@ func TestSDSRefusesBadCA(t *testing.T) {
 	}
 }
 
-// TestConfigurationDoc keeps docs/configuration.md's flag reference equal
-// to the code (go test ./internal/cli -update rewrites it).
+// TestConfigurationDoc keeps docs/configuration.md's flag and environment
+// references equal to the code (go test ./internal/cli -run
+// TestConfigurationDoc -update rewrites them).
 func TestConfigurationDoc(t *testing.T) {
 	path := filepath.Join("..", "..", "docs", "configuration.md")
-	old, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const begin, end = "<!-- BEGIN GENERATED: flags -->\n", "<!-- END GENERATED: flags -->\n"
-	i, j := bytes.Index(old, []byte(begin)), bytes.Index(old, []byte(end))
-	if i < 0 || j < i {
-		t.Fatalf("%s lacks the generated-section markers", path)
-	}
-	var gen bytes.Buffer
+	var flags bytes.Buffer
 	Walk(func(p []string, c *Command, fs *flag.FlagSet) {
-		fmt.Fprintf(&gen, "### `%s`\n\n%s\n\n| flag | default | meaning |\n|---|---|---|\n", strings.Join(p, " "), c.Summary)
+		fmt.Fprintf(&flags, "### `%s`\n\n%s\n\n| flag | default | meaning |\n|---|---|---|\n", strings.Join(p, " "), c.Summary)
 		for _, f := range Flags(fs) {
 			arg := ""
 			if f.Arg != "" {
@@ -170,11 +164,51 @@ func TestConfigurationDoc(t *testing.T) {
 			if def != "" {
 				def = "`" + strings.Trim(def, `"`) + "`"
 			}
-			fmt.Fprintf(&gen, "| `--%s%s` | %s | %s |\n", f.Name, arg, def, strings.ReplaceAll(f.Usage, "|", `\|`))
+			fmt.Fprintf(&flags, "| `--%s%s` | %s | %s |\n", f.Name, arg, def, cell(f.Usage))
 		}
-		gen.WriteString("\n")
+		flags.WriteString("\n")
 	})
-	want := append(append(append([]byte{}, old[:i+len(begin)]...), gen.Bytes()...), old[j:]...)
+	var env bytes.Buffer
+	group := ""
+	for _, v := range tracing.Variables {
+		if v.Group != group {
+			if group != "" {
+				env.WriteString("\n")
+			}
+			group = v.Group
+			fmt.Fprintf(&env, "#### %s\n\n| variable | default | allowed | meaning |\n|---|---|---|---|\n", group)
+		}
+		name := "`" + v.Name + "`"
+		if v.Meshd {
+			name += " (meshd)"
+		}
+		fmt.Fprintf(&env, "| %s | %s | %s | %s |\n", name, cell(v.Default), cell(v.Allowed), cell(v.Meaning))
+	}
+	env.WriteString("\n")
+	checkGenerated(t, path, "flags", flags.Bytes())
+	checkGenerated(t, path, "bootstrap-env", env.Bytes())
+}
+
+// cell escapes a Markdown table cell: pipes, and angle brackets that would
+// read as HTML tags.
+func cell(s string) string {
+	return strings.NewReplacer("|", `\|`, "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// checkGenerated compares (or with -update rewrites) the section of path
+// between <!-- BEGIN GENERATED: name --> and <!-- END GENERATED: name -->.
+func checkGenerated(t *testing.T, path, name string, gen []byte) {
+	t.Helper()
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin, end := "<!-- BEGIN GENERATED: "+name+" -->\n", "<!-- END GENERATED: "+name+" -->\n"
+	i, j := bytes.Index(old, []byte(begin)), bytes.Index(old, []byte(end))
+	if i < 0 || j < i {
+		t.Fatalf("%s lacks the markers of the generated section %s", path, name)
+	}
+	want := append(append(append([]byte{}, old[:i+len(begin)]...), gen...), old[j:]...)
 	if *update {
 		if err := os.WriteFile(path, want, 0o644); err != nil {
 			t.Fatal(err)
@@ -182,7 +216,7 @@ func TestConfigurationDoc(t *testing.T) {
 		return
 	}
 	if !bytes.Equal(old, want) {
-		t.Fatalf("%s is out of date with the flags; run: go test ./internal/cli -run TestConfigurationDoc -update", path)
+		t.Fatalf("%s: section %s is out of date with the code; run: go test ./internal/cli -run TestConfigurationDoc -update", path, name)
 	}
 }
 
