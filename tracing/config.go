@@ -181,6 +181,11 @@ func (c *Config) xds(r *reader) {
 		}
 		c.XDS.Host, c.XDS.Port = host, p
 	}
+	for _, old := range []string{"APPMESH_XDS_ENDPOINT", "APPMESH_DUALSTACK_ENDPOINT", "APPMESH_PREVIEW", "APPMESH_SIGNING_NAME"} {
+		if _, set := r.get(old); set {
+			r.warnings = append(r.warnings, old+" is ignored: Envoy gets its configuration from meshd's control plane at MESHD_XDS_ADDRESS")
+		}
+	}
 	c.XDS.TLS = r.boolean("MESHD_XDS_TLS", false)
 	if id, ok := r.get("MESHD_XDS_SERVER_ID"); ok {
 		if _, err := spiffeid.FromString(id); err != nil {

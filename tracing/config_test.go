@@ -204,6 +204,11 @@ func TestFromEnvAccepts(t *testing.T) {
 				t.Errorf("%v", c.FlushInterval)
 			}
 		}, nil},
+		{"App Mesh endpoint variables are ignored", base("APPMESH_XDS_ENDPOINT", "appmesh-envoy-management.us-west-2.amazonaws.com:443", "APPMESH_PREVIEW", "0"), func(t *testing.T, c *Config) {
+			if c.XDS.Socket != "/run/meshd/xds.sock" {
+				t.Errorf("xds = %+v", c.XDS)
+			}
+		}, []string{"APPMESH_XDS_ENDPOINT is ignored: Envoy gets its configuration from meshd's control plane at MESHD_XDS_ADDRESS", "APPMESH_PREVIEW is ignored: Envoy gets its configuration from meshd's control plane at MESHD_XDS_ADDRESS"}},
 		{"server id without tls", base("MESHD_XDS_SERVER_ID", "spiffe://example.org/meshd"), func(t *testing.T, c *Config) {}, []string{"MESHD_XDS_SERVER_ID is ignored without MESHD_XDS_TLS=true"}},
 	}
 	for _, tt := range tests {

@@ -26,6 +26,10 @@ var Variables = []Variable{
 	{Name: "MESHD_XDS_ADDRESS", Group: "control plane", Default: "(required)", Allowed: "unix:///absolute/path or host:port", Meaning: "Where meshd's control plane serves ADS; replaces App Mesh's regional endpoint and its SigV4 credentials. Rendered as the static cluster meshd_xds.", Meshd: true},
 	{Name: "MESHD_XDS_TLS", Group: "control plane", Default: "false", Allowed: "boolean", Meaning: "Use mTLS to the control plane with the sidecar's own SVID (SDS secret default) and trust bundle (ROOTCA) from APPMESH_SDS_SOCKET_PATH, which must then be set.", Meshd: true},
 	{Name: "MESHD_XDS_SERVER_ID", Group: "control plane", Default: "(any identity the bundle trusts)", Allowed: "a SPIFFE ID (spiffe://<trust domain>/<path>)", Meaning: "With MESHD_XDS_TLS, the URI SAN the control plane's certificate must carry.", Meshd: true},
+	{Name: "APPMESH_XDS_ENDPOINT", Group: "control plane", Default: "(unset)", Allowed: "anything", Meaning: "App Mesh's management endpoint. Ignored, with a warning: Envoy's xDS server is MESHD_XDS_ADDRESS."},
+	{Name: "APPMESH_DUALSTACK_ENDPOINT", Group: "control plane", Default: "(unset)", Allowed: "anything", Meaning: "Chose App Mesh's dual-stack endpoint. Ignored, with a warning."},
+	{Name: "APPMESH_PREVIEW", Group: "control plane", Default: "(unset)", Allowed: "anything", Meaning: "Chose App Mesh's preview endpoint. Ignored, with a warning."},
+	{Name: "APPMESH_SIGNING_NAME", Group: "control plane", Default: "(unset)", Allowed: "anything", Meaning: "SigV4 service name for App Mesh's endpoint. Ignored, with a warning: meshd authenticates sidecars with mTLS, not IAM."},
 	{Name: "ENVOY_INITIAL_FETCH_TIMEOUT", Group: "control plane", Default: "0", Allowed: "integer seconds ≥ 0 (0: wait forever)", Meaning: "How long Envoy waits for its first listeners and clusters before it starts without them."},
 
 	// Admin.
