@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 
@@ -90,19 +91,34 @@ func ParseFragment(data []byte) (*bootstrapv3.Bootstrap, error) {
 	if len(trimmed) == 0 {
 		return nil, errors.New("the file is empty")
 	}
+	// JSON when it is JSON; anything else (a flow mapping such as
+	// "{statsFlushInterval: 10s}" included) is read as YAML.
 	js := trimmed
-	isJSON := trimmed[0] == '{'
+	isJSON := trimmed[0] == '{' && json.Valid(trimmed)
 	if !isJSON {
 		var doc any
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		if err := dec.Decode(&doc); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil, errors.New("the file has no content (only comments)")
+			}
+			if trimmed[0] == '{' {
+				var v any
+				jerr := json.Unmarshal(trimmed, &v)
+				return nil, fmt.Errorf("neither JSON (%v) nor YAML (%v)", jerr, err)
+			}
 			return nil, fmt.Errorf("not YAML: %v", err)
 		}
 		var extra any
-		if err := dec.Decode(&extra); err == nil {
+		switch err := dec.Decode(&extra); {
+		case err == nil:
 			return nil, errors.New("has more than one YAML document; a fragment is one document")
+		case !errors.Is(err, io.EOF):
+			return nil, fmt.Errorf("not YAML after the first document: %v", err)
 		}
-		if _, ok := doc.(map[string]any); !ok {
+		switch doc.(type) {
+		case map[string]any, map[any]any:
+		default:
 			return nil, fmt.Errorf("is a YAML %s, not a mapping of bootstrap fields", kindOf(doc))
 		}
 		j, err := toJSON(doc, "")
@@ -151,9 +167,15 @@ func toJSON(v any, path string) (any, error) {
 		return out, nil
 	case map[any]any:
 		for k := range t {
-			return nil, fmt.Errorf("%s: key %v is not a string", strings.TrimPrefix(path, "."), k)
+			if _, ok := k.(string); !ok {
+				where := strings.TrimPrefix(path, ".")
+				if where == "" {
+					return nil, fmt.Errorf("key %v is not a string", k)
+				}
+				return nil, fmt.Errorf("%s: key %v is not a string", where, k)
+			}
 		}
-		return map[string]any{}, nil
+		return nil, fmt.Errorf("%s: mapping has keys that are not strings", strings.TrimPrefix(path, "."))
 	case []any:
 		out := make([]any, len(t))
 		for i, x := range t {
@@ -182,7 +204,7 @@ func mergeFragment(b, frag *bootstrapv3.Bootstrap, f customFile, owner map[strin
 				err = fmt.Errorf("%s: sets tracing, but %s; Envoy runs a single tracer", where, tracingOwner(owner))
 				return false
 			}
-			owner["tracing"] = f.Var
+			owner["tracing"] = where
 		case "stats_config":
 			if b.StatsConfig != nil {
 				who := owner["stats_config"]
@@ -192,12 +214,12 @@ func mergeFragment(b, frag *bootstrapv3.Bootstrap, f customFile, owner map[strin
 				err = fmt.Errorf("%s: sets stats_config, already set by %s; a bootstrap has one stats configuration", where, who)
 				return false
 			}
-			owner["stats_config"] = f.Var
+			owner["stats_config"] = where
 		case "stats_sinks":
 			b.StatsSinks = append(b.StatsSinks, frag.StatsSinks...)
 			return true
 		case "static_resources":
-			err = appendStatic(b.StaticResources, frag.StaticResources, f.Var, owner)
+			err = appendStatic(b.StaticResources, frag.StaticResources, where, owner)
 			return err == nil
 		default:
 			if bm.Has(fd) {

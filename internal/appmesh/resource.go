@@ -120,8 +120,7 @@ func CheckName(n string) error {
 	if len(n) > 255 {
 		return fmt.Errorf("name is %d characters long, at most 255 are allowed", len(n))
 	}
-	for i := 0; i < len(n); i++ {
-		c := n[i]
+	for i, c := range n {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
 			return fmt.Errorf("name %q has %q at byte %d: only letters, digits, '-' and '_' are allowed", n, c, i)
 		}
