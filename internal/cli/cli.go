@@ -54,7 +54,7 @@ func Root() *Command {
 		Long: `meshd keeps Envoy sidecars configured "the App Mesh way" running after App Mesh:
 it serves short-lived SPIFFE mTLS certificates over SDS from its own CA, and
 renders Envoy's bootstrap from the App Mesh environment variables.`,
-		Subs: []*Command{sdsCommand(), caCommand(), secretsCommand(), bootstrapCommand(), versionCommand()},
+		Subs: []*Command{sdsCommand(), caCommand(), secretsCommand(), bootstrapCommand(), validateCommand(), versionCommand()},
 	}
 }
 
@@ -111,6 +111,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case printInputError(stderr, strings.Join(path, " "), err):
 		return 2
+	case errors.Is(err, errProblems):
+		return 1
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", strings.Join(path, " "), err, strings.Join(path, " "))
 		return 2
