@@ -48,9 +48,12 @@ resource and field; the exit status is 1 if there is any.`,
 					return usagef("want one directory, got %d arguments", len(args))
 				}
 				opt.Parameters = params
-				docs, problems, err := loadAndCheck(args[0], opt)
+				docs, problems, warnings, err := loadAndCheck(args[0], opt)
 				if err != nil {
 					return err
+				}
+				for _, w := range warnings {
+					fmt.Fprintln(env.Stderr, "warning: "+w.Error())
 				}
 				for _, p := range problems {
 					fmt.Fprintln(env.Stderr, p.Error())
@@ -68,13 +71,13 @@ resource and field; the exit status is 1 if there is any.`,
 
 // loadAndCheck is the control plane's loader: files, strict specs,
 // references.
-func loadAndCheck(dir string, opt load.Options) ([]load.Doc, []load.Problem, error) {
+func loadAndCheck(dir string, opt load.Options) ([]load.Doc, []load.Problem, []load.Problem, error) {
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return nil, nil, fmt.Errorf("%s is not a directory", dir)
+		return nil, nil, nil, fmt.Errorf("%s is not a directory", dir)
 	}
 	res, err := load.Dir(os.DirFS(dir), ".", opt)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	problems := res.Problems
 	var docs []load.Doc
@@ -93,5 +96,5 @@ func loadAndCheck(dir string, opt load.Options) ([]load.Doc, []load.Problem, err
 		docs = append(docs, d)
 	}
 	problems = append(problems, load.Check(docs)...)
-	return docs, problems, nil
+	return docs, problems, res.Warnings, nil
 }

@@ -73,6 +73,7 @@ func crdOf(res *Result, loc Loc, o map[string]any) (crdObject, bool) {
 
 // crdSet resolves references between CRDs.
 type crdSet struct {
+	res    *Result
 	byKey  map[string]*crdObject
 	meshes []*crdObject
 	vgs    []*crdObject
@@ -100,7 +101,7 @@ func (s *crdSet) refName(kind, fromNS string, ref map[string]any) (string, error
 }
 
 func convertCRDs(res *Result, crds []crdObject) {
-	s := &crdSet{byKey: map[string]*crdObject{}}
+	s := &crdSet{res: res, byKey: map[string]*crdObject{}}
 	for i := range crds {
 		c := &crds[i]
 		if prev, dup := s.byKey[c.key()]; dup {
@@ -178,6 +179,8 @@ func (s *crdSet) convert(c *crdObject) ([]Doc, error) {
 				return nil, &pathErr{fmt.Sprintf("spec.routes[%d].name", i), fmt.Errorf("missing")}
 			}
 			delete(rm, "name")
+			renameKeys(rm)
+			s.prune(c, Route, rm, fmt.Sprintf("spec.routes[%d]", i))
 			for _, proto := range []string{"httpRoute", "http2Route", "grpcRoute", "tcpRoute"} {
 				route, _ := obj(rm, proto)
 				action, _ := obj(route, "action")
@@ -213,12 +216,21 @@ func (s *crdSet) convert(c *crdObject) ([]Doc, error) {
 		}
 	}
 	renameKeys(spec)
+	s.prune(c, c.kind, spec, "spec")
 	raw, err := specJSON(spec)
 	if err != nil {
 		return nil, err
 	}
 	d.Spec = raw
 	return append([]Doc{d}, extra...), nil
+}
+
+// prune drops fields the App Mesh API does not have, as the Kubernetes API
+// server does, with a warning for each.
+func (s *crdSet) prune(c *crdObject, kind string, spec map[string]any, at string) {
+	for _, p := range appmesh.Prune(appmesh.ResourceKind(kind), spec) {
+		s.res.Warnings = append(s.res.Warnings, Problem{c.loc.at(at + "." + p), "unknown field ignored, as the Kubernetes API server prunes it"})
+	}
 }
 
 // resolveRef replaces parent[field]{refKey|arnKey} with {nameKey: name}.

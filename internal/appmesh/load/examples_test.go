@@ -2,6 +2,8 @@ package load
 
 import (
 	"os"
+
+	"github.com/meshd/meshd/internal/appmesh"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -47,7 +49,7 @@ func TestExamples(t *testing.T) {
 	}
 	kinds := map[string]int{}
 	formats := map[Format]int{}
-	unresolved, nameless := 0, 0
+	unresolved, nameless, warnings := 0, 0, 0
 	for _, name := range files {
 		data, err := os.ReadFile(filepath.Join(examples, name))
 		if err != nil {
@@ -55,6 +57,9 @@ func TestExamples(t *testing.T) {
 		}
 		res := Files([]File{{Name: name, Data: data}}, Options{DefaultMesh: "examples"})
 		for _, d := range res.Docs {
+			if _, err := appmesh.DecodeSpec(appmesh.ResourceKind(d.Kind), d.Spec); err != nil {
+				t.Errorf("%s: spec does not decode: %v\n%s", d.Loc, err, d.Spec)
+			}
 			kinds[d.Kind]++
 			formats[d.Format]++
 			if d.Mesh == "" || d.Name == "" || len(d.Spec) == 0 || d.Loc.File != name {
@@ -62,6 +67,12 @@ func TestExamples(t *testing.T) {
 			}
 			if (d.Kind == Route || d.Kind == GatewayRoute) && d.Parent == "" {
 				t.Errorf("%s: %s without parent", d.Loc, d.Kind)
+			}
+		}
+		for _, w := range res.Warnings {
+			warnings++
+			if w.Loc.Resource == "" || w.Loc.Path == "" {
+				t.Errorf("unlocated warning %v", w)
 			}
 		}
 		if want, ok := examplesExpectedToFail[name]; ok {
@@ -84,7 +95,10 @@ func TestExamples(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d files: %d resources %v by format %v; %d unresolvable values reported; %d CLI inputs without names", len(files), sum(kinds), kinds, formats, unresolved, nameless)
+	t.Logf("%d files: %d resources %v by format %v; %d unresolvable values reported; %d CLI inputs without names; %d unknown CRD fields pruned", len(files), sum(kinds), kinds, formats, unresolved, nameless, warnings)
+	if warnings == 0 {
+		t.Error("the yelb-appserver CRD's clientPolicy.tls.mode was not reported as pruned")
+	}
 	for _, k := range []string{Mesh, VirtualService, VirtualNode, VirtualRouter, Route, VirtualGateway, GatewayRoute} {
 		if kinds[k] == 0 {
 			t.Errorf("no %s loaded from the examples", k)
@@ -124,6 +138,11 @@ func TestExamplesWithParameters(t *testing.T) {
 		}
 		res := Files([]File{{Name: filepath.Base(f), Data: data}}, Options{Parameters: params})
 		loaded += len(res.Docs)
+		for _, d := range res.Docs {
+			if _, err := appmesh.DecodeSpec(appmesh.ResourceKind(d.Kind), d.Spec); err != nil {
+				t.Errorf("%s: spec does not decode: %v", d.Loc, err)
+			}
+		}
 		for _, p := range res.Problems {
 			left++
 			if strings.Contains(p.Msg, "has no Default") || !strings.Contains(p.Msg, "deployed") && !strings.Contains(p.Msg, "offline") {

@@ -98,6 +98,8 @@ type Doc struct {
 type Result struct {
 	Docs     []Doc
 	Problems []Problem
+	// Warnings are worth reporting but do not stop a resource loading.
+	Warnings []Problem
 	// Skipped counts documents that are not App Mesh resources (other
 	// Kubernetes kinds, other CloudFormation resource types).
 	Skipped int
