@@ -28,6 +28,8 @@ fuzz: ## fuzz every parser for a short while
 	$(GO) test -run '^$$' -fuzz FuzzStreamRequests -fuzztime 30s ./sds/
 	$(GO) test -run '^$$' -fuzz FuzzParseState -fuzztime 30s ./certs/
 	$(GO) test -run '^$$' -fuzz FuzzParseResource -fuzztime 30s ./internal/appmesh/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeSpec -fuzztime 30s ./internal/appmesh/
+	$(GO) test -run '^$$' -fuzz FuzzFiles -fuzztime 30s ./internal/appmesh/load/
 	$(GO) test -run '^$$' -fuzz FuzzFromEnv -fuzztime 30s ./tracing/
 	$(GO) test -run '^$$' -fuzz FuzzParseFragment -fuzztime 30s ./tracing/
 	$(GO) test -run '^$$' -fuzz FuzzValidateSamplingManifest -fuzztime 30s ./tracing/

@@ -3,6 +3,7 @@ package cli
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -72,5 +73,25 @@ Parameters:
 	}
 	if code, _, errOut := runCLI(t, "validate", filepath.Join(dir, "mesh.json")); code != 1 || !strings.Contains(errOut, "not a directory") {
 		t.Errorf("a file: exit %d %s", code, errOut)
+	}
+}
+
+// TestREADMEValidate runs the README's validate example as written.
+func TestREADMEValidate(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)<!-- validate-command -->\\s*```sh\\n([^\\n]+)\\n").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README.md has no validate-command")
+	}
+	words := strings.Fields(string(m[1]))
+	if strings.Join(words[:4], " ") != "go run ./cmd/meshd validate" {
+		t.Fatalf("README validate command %q", words)
+	}
+	t.Chdir(filepath.Join("..", ".."))
+	if code, out, errOut := runCLI(t, words[3:]...); code != 0 || !strings.Contains(out, "no problems") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
 }
