@@ -41,7 +41,7 @@ resource and field; the exit status is 1 if there is any.`,
 		Setup: func(fs *flag.FlagSet) Action {
 			var opt load.Options
 			params := paramFlag{}
-			fs.StringVar(&opt.DefaultMesh, "default-mesh", "", "mesh `name` for resources whose file names none (CLI input without meshName; default: the only mesh the files define)")
+			fs.StringVar(&opt.DefaultMesh, "default-mesh", "", "mesh `name` for resources whose file names none (CLI input without meshName, CRDs without meshRef) when the files do not define exactly one mesh")
 			fs.Var(params, "cfn-parameter", "CloudFormation parameter `NAME=VALUE` (repeatable; wins over the parameter's Default)")
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) != 1 {

@@ -27,6 +27,7 @@ var cfnKinds = map[string]struct{ kind, nameProp, parentProp string }{
 
 // template evaluates the intrinsic functions that can be resolved offline.
 type template struct {
+	resolving map[string]bool // GetAtt resource.attribute being resolved
 	params    map[string]any
 	declared  map[string]bool
 	resources map[string]any
@@ -39,7 +40,7 @@ type unresolvable struct{ why string }
 func (u *unresolvable) Error() string { return u.why }
 
 func loadCFN(res *Result, loc Loc, o map[string]any, overrides map[string]string) {
-	t := &template{params: map[string]any{}, declared: map[string]bool{}, mappings: map[string]any{}}
+	t := &template{params: map[string]any{}, declared: map[string]bool{}, mappings: map[string]any{}, resolving: map[string]bool{}}
 	t.resources, _ = obj(o, "Resources")
 	t.mappings, _ = obj(o, "Mappings")
 	if ps, ok := obj(o, "Parameters"); ok {
@@ -154,15 +155,25 @@ func (t *template) eval(v any, path string) (any, error) {
 				if fn == "Ref" || strings.HasPrefix(fn, "Fn::") {
 					r, err := t.intrinsic(fn, arg, path)
 					if err != nil {
-						return nil, at(path, err)
+						// Located at the intrinsic: paths inside its
+						// arguments do not exist in the resolved value.
+						if pe, ok := err.(*pathErr); ok {
+							err = pe.err
+						}
+						return nil, &pathErr{path, err}
 					}
 					return r, nil
 				}
 			}
 		}
 		out := make(map[string]any, len(x))
-		for k, e := range x {
-			r, err := t.eval(e, path+"."+k)
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			r, err := t.eval(x[k], path+"."+k)
 			if err != nil {
 				return nil, err
 			}
@@ -306,11 +317,13 @@ func (t *template) getAtt(res, attr string) (any, error) {
 	if !appmesh {
 		return nil, &unresolvable{fmt.Sprintf("Fn::GetAtt %s.%s is an attribute of a deployed %s", res, attr, typ)}
 	}
-	switch attr {
-	case "MeshName", k.nameProp, k.parentProp:
-		if attr == "" {
-			break
+	if attr != "" && (attr == "MeshName" || attr == k.nameProp || attr == k.parentProp) {
+		key := res + "." + attr
+		if t.resolving[key] {
+			return nil, fmt.Errorf("Fn::GetAtt %s refers back to itself", key)
 		}
+		t.resolving[key] = true
+		defer delete(t.resolving, key)
 		props, _ := obj(r, "Properties")
 		return t.eval(props[attr], "")
 	}
@@ -418,7 +431,9 @@ func camelKeys(v any, parent string) any {
 		}
 		// Duration.value is numeric only inside a duration ({unit, value}).
 		if _, unit := out["unit"]; unit {
-			out["value"] = coerceNumber(out["value"])
+			if v, ok := out["value"]; ok {
+				out["value"] = coerceNumber(v)
+			}
 		}
 		return out
 	case []any:

@@ -21,15 +21,21 @@ var nameKeys = []struct {
 // status ignored).
 func loadCLI(res *Result, loc Loc, o map[string]any) {
 	format := CLI
+	keys := nameKeys
 	if len(o) == 1 {
-		for _, nk := range nameKeys {
+		for i, nk := range nameKeys {
 			if inner, ok := obj(o, nk.describeKey); ok {
 				o, format, loc = inner, Describe, loc.at(nk.describeKey)
+				keys = nameKeys[i : i+1] // describe-virtual-node output is a virtual node
+				if _, ok := str(o, nk.key); !ok {
+					res.Problems = append(res.Problems, Problem{loc, fmt.Sprintf("%s output without %s", nk.describeKey, nk.key)})
+					return
+				}
 				break
 			}
 		}
 	}
-	for _, nk := range nameKeys {
+	for _, nk := range keys {
 		name, ok := str(o, nk.key)
 		if !ok {
 			continue

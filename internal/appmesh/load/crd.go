@@ -179,8 +179,6 @@ func (s *crdSet) convert(c *crdObject) ([]Doc, error) {
 				return nil, &pathErr{fmt.Sprintf("spec.routes[%d].name", i), fmt.Errorf("missing")}
 			}
 			delete(rm, "name")
-			renameKeys(rm)
-			s.prune(c, Route, rm, fmt.Sprintf("spec.routes[%d]", i))
 			for _, proto := range []string{"httpRoute", "http2Route", "grpcRoute", "tcpRoute"} {
 				route, _ := obj(rm, proto)
 				action, _ := obj(route, "action")
@@ -193,6 +191,8 @@ func (s *crdSet) convert(c *crdObject) ([]Doc, error) {
 					}
 				}
 			}
+			renameKeys(rm)
+			s.prune(c, Route, rm, fmt.Sprintf("spec.routes[%d]", i))
 			raw, err := specJSON(rm)
 			if err != nil {
 				return nil, &pathErr{fmt.Sprintf("spec.routes[%d]", i), err}
@@ -268,6 +268,9 @@ func nameFromARN(arn, kind string) (string, error) {
 	want := strings.ToLower(kind[:1]) + kind[1:]
 	if !ok || len(parts) != 3 || parts[1] != want {
 		return "", fmt.Errorf("%q is not a %s ARN (arn:aws:appmesh:<region>:<account>:mesh/<mesh>/%s/<name>)", arn, kind, want)
+	}
+	if parts[2] == "" {
+		return "", fmt.Errorf("ARN %q has an empty %s name", arn, want)
 	}
 	if kind != VirtualService {
 		if err := appmesh.CheckName(parts[2]); err != nil {

@@ -221,20 +221,18 @@ func Files(files []File, opt Options) *Result {
 	return res
 }
 
-// defaultMesh gives resources without a mesh the only mesh defined, or the
-// default.
+// defaultMesh gives resources without a mesh the only mesh the files
+// define, else the default (as Kubernetes resources get theirs).
 func defaultMesh(res *Result, def string) {
-	if def == "" {
-		meshes := map[string]bool{}
-		for _, d := range res.Docs {
-			if d.Kind == Mesh {
-				meshes[d.Name] = true
-			}
+	meshes := map[string]bool{}
+	for _, d := range res.Docs {
+		if d.Kind == Mesh {
+			meshes[d.Name] = true
 		}
-		if len(meshes) == 1 {
-			for m := range meshes {
-				def = m
-			}
+	}
+	if len(meshes) == 1 {
+		for m := range meshes {
+			def = m
 		}
 	}
 	kept := res.Docs[:0]

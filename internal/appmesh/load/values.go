@@ -12,19 +12,45 @@ import (
 // Generic values are map[string]any, []any, string, bool, int64, float64
 // and nil.
 
-// fromNode converts a YAML node, turning CloudFormation's short-form tags
-// (!Ref, !GetAtt, !Sub, …) into their long forms.
+// maxNodes bounds the values one YAML document expands to, aliases
+// included ("billion laughs").
+const maxNodes = 1 << 20
+
+// converter turns YAML nodes into generic values, expanding aliases with a
+// cycle check and a size budget.
+type converter struct {
+	nodes    int
+	visiting map[*yaml.Node]bool
+}
+
+// fromNode converts a YAML document node, turning CloudFormation's
+// short-form tags (!Ref, !GetAtt, !Sub, …) into their long forms.
 func fromNode(n *yaml.Node) (any, error) {
+	c := &converter{visiting: map[*yaml.Node]bool{}}
+	return c.node(n)
+}
+
+func (c *converter) node(n *yaml.Node) (any, error) {
+	if c.nodes++; c.nodes > maxNodes {
+		return nil, fmt.Errorf("the document expands to more than %d values (aliases?)", maxNodes)
+	}
 	switch n.Kind {
 	case yaml.DocumentNode:
 		if len(n.Content) == 0 {
 			return nil, nil
 		}
-		return fromNode(n.Content[0])
+		return c.node(n.Content[0])
 	case yaml.AliasNode:
-		return fromNode(n.Alias)
+		if c.visiting[n.Alias] {
+			return nil, fmt.Errorf("line %d: alias *%s refers to itself", n.Line, n.Value)
+		}
+		return c.node(n.Alias) // an anchored node marks itself as visiting
 	}
-	v, err := plainNode(n)
+	if n.Anchor != "" {
+		c.visiting[n] = true
+		defer delete(c.visiting, n)
+	}
+	v, err := c.plain(n)
 	if err != nil {
 		return nil, err
 	}
@@ -34,21 +60,25 @@ func fromNode(n *yaml.Node) (any, error) {
 	return v, nil
 }
 
-func plainNode(n *yaml.Node) (any, error) {
+func (c *converter) plain(n *yaml.Node) (any, error) {
 	switch n.Kind {
 	case yaml.MappingNode:
 		m := make(map[string]any, len(n.Content)/2)
+		var merged []map[string]any
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
 			if k.Kind == yaml.ScalarNode && k.Tag == "!!merge" {
-				base, err := fromNode(n.Content[i+1])
+				base, err := c.node(n.Content[i+1])
 				if err != nil {
 					return nil, err
 				}
-				if bm, ok := base.(map[string]any); ok {
-					for bk, bv := range bm {
-						if _, set := m[bk]; !set {
-							m[bk] = bv
+				switch b := base.(type) {
+				case map[string]any:
+					merged = append(merged, b)
+				case []any:
+					for _, e := range b {
+						if bm, ok := e.(map[string]any); ok {
+							merged = append(merged, bm)
 						}
 					}
 				}
@@ -60,17 +90,26 @@ func plainNode(n *yaml.Node) (any, error) {
 			if _, dup := m[k.Value]; dup {
 				return nil, fmt.Errorf("line %d: key %q appears twice", k.Line, k.Value)
 			}
-			v, err := fromNode(n.Content[i+1])
+			v, err := c.node(n.Content[i+1])
 			if err != nil {
 				return nil, err
 			}
 			m[k.Value] = v
 		}
+		// Merged keys (<<) give way to the mapping's own; among several
+		// merged mappings the first wins (YAML 1.1 merge key rules).
+		for _, bm := range merged {
+			for bk, bv := range bm {
+				if _, set := m[bk]; !set {
+					m[bk] = bv
+				}
+			}
+		}
 		return m, nil
 	case yaml.SequenceNode:
 		l := make([]any, 0, len(n.Content))
-		for _, c := range n.Content {
-			v, err := fromNode(c)
+		for _, e := range n.Content {
+			v, err := c.node(e)
 			if err != nil {
 				return nil, err
 			}
