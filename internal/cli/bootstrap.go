@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -99,13 +101,13 @@ func wrapInput(err error) error {
 
 // printInputError prints each problem on its own line; it reports whether
 // err was an input error.
-func printInputError(w interface{ Write([]byte) (int, error) }, path string, err error) bool {
+func printInputError(w io.Writer, path string, err error) bool {
 	var ie inputError
 	if !errors.As(err, &ie) {
 		return false
 	}
 	for _, line := range strings.Split(ie.Error(), "\n") {
-		_, _ = w.Write([]byte(path + ": " + line + "\n"))
+		fmt.Fprintf(w, "%s: %s\n", path, line)
 	}
 	return true
 }

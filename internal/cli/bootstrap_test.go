@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -104,16 +103,7 @@ func TestBootstrapBadInput(t *testing.T) {
 // TestREADMEBootstrap runs the README's bootstrap example as written (its
 // variables set, meshd in-process) and checks what it promises.
 func TestREADMEBootstrap(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	re := regexp.MustCompile("(?s)<!-- bootstrap-command -->\\s*```sh\\n([^\\n]+)\\n")
-	m := re.FindSubmatch(readme)
-	if m == nil {
-		t.Fatal("README.md has no bootstrap-command")
-	}
-	words := strings.Fields(string(m[1]))
+	words := readmeCommand(t, "bootstrap-command")
 	var kv []string
 	for len(words) > 0 && strings.Contains(words[0], "=") {
 		k, v, _ := strings.Cut(words[0], "=")

@@ -220,22 +220,27 @@ func checkGenerated(t *testing.T, path, name string, gen []byte) {
 	}
 }
 
-// TestREADME runs the README's quick-start commands as written (in a
-// temporary directory, with meshd in-process), and checks that .ci/run runs
-// the README's test command.
-func TestREADME(t *testing.T) {
+// readmeCommand returns the words of the one-line shell block that follows
+// <!-- marker --> in README.md.
+func readmeCommand(t *testing.T, marker string) []string {
+	t.Helper()
 	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	block := func(marker string) []string {
-		re := regexp.MustCompile("(?s)<!-- " + marker + " -->\\s*```sh\\n\\s*([^\\n]+)\\n")
-		m := re.FindSubmatch(readme)
-		if m == nil {
-			t.Fatalf("README.md has no %s", marker)
-		}
-		return strings.Fields(string(m[1]))
+	re := regexp.MustCompile("(?s)<!-- " + regexp.QuoteMeta(marker) + " -->\\s*```sh\\n\\s*([^\\n]+)\\n")
+	m := re.FindSubmatch(readme)
+	if m == nil {
+		t.Fatalf("README.md has no %s", marker)
 	}
+	return strings.Fields(string(m[1]))
+}
+
+// TestREADME runs the README's quick-start commands as written (in a
+// temporary directory, with meshd in-process), and checks that .ci/run runs
+// the README's test command.
+func TestREADME(t *testing.T) {
+	block := func(marker string) []string { return readmeCommand(t, marker) }
 	runCmd, clientCmd, testCmd := block("run-command"), block("client-command"), block("test-command")
 	if strings.Join(testCmd, " ") != "go test -race ./..." {
 		t.Fatalf("test command %q: .ci/run and the Makefile expect go test -race ./...", testCmd)

@@ -3,7 +3,6 @@ package cli
 import (
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 )
@@ -78,15 +77,7 @@ Parameters:
 
 // TestREADMEValidate runs the README's validate example as written.
 func TestREADMEValidate(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile("(?s)<!-- validate-command -->\\s*```sh\\n([^\\n]+)\\n").FindSubmatch(readme)
-	if m == nil {
-		t.Fatal("README.md has no validate-command")
-	}
-	words := strings.Fields(string(m[1]))
+	words := readmeCommand(t, "validate-command")
 	if strings.Join(words[:4], " ") != "go run ./cmd/meshd validate" {
 		t.Fatalf("README validate command %q", words)
 	}

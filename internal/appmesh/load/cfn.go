@@ -136,16 +136,6 @@ func pathOf(err error) string {
 	return ""
 }
 
-func at(path string, err error) error {
-	if pe, ok := err.(*pathErr); ok {
-		if pe.path != "" {
-			return err
-		}
-		err = pe.err
-	}
-	return &pathErr{path, err}
-}
-
 // eval resolves intrinsics inside v. path is v's location, for errors.
 func (t *template) eval(v any, path string) (any, error) {
 	switch x := v.(type) {
