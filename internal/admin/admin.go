@@ -30,6 +30,8 @@ type Server struct {
 	Log      *slog.Logger
 	// OnListen, if set, receives the bound address (useful with port 0).
 	OnListen func(net.Addr)
+	// Handlers are extra routes ("GET /debug/nodes" → handler).
+	Handlers map[string]http.Handler
 }
 
 // Handler returns the admin mux.
@@ -48,6 +50,9 @@ func (s *Server) Handler() http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	for pattern, h := range s.Handlers {
+		mux.Handle(pattern, h)
+	}
 	return mux
 }
 

@@ -1,0 +1,177 @@
+package translate
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/meshd/meshd/internal/appmesh"
+	"github.com/meshd/meshd/internal/appmesh/model"
+)
+
+// service is a virtual service as one node reaches it.
+type service struct {
+	vs    *model.VirtualService
+	ports []servicePort
+}
+
+// servicePort is a virtual service on one port and the routes it has there.
+type servicePort struct {
+	model.Port
+	routes []route
+}
+
+// route is an App Mesh route (or the implicit route of a virtual node
+// provider) on one port.
+type route struct {
+	name     string
+	priority int64
+	spec     *appmesh.RouteSpec // nil for a virtual node provider
+	targets  []target
+	// timeout is the target listener's timeout, used for a virtual node
+	// provider's implicit route.
+	timeout *appmesh.ListenerTimeout
+}
+
+// target is one weighted target, resolved to its upstream.
+type target struct {
+	up     *upstream
+	weight uint32
+}
+
+// upstream is one egress cluster: a target virtual node's listener, reached
+// through one virtual service.
+type upstream struct {
+	name   string
+	vs     *model.VirtualService
+	vn     *model.VirtualNode
+	port   model.Port
+	policy *clientTLS // nil: no client policy applies
+}
+
+// egress resolves the virtual services named, in name order, with their
+// routes and upstreams. A virtual node reached through more than one of
+// them gets a cluster per service, so stats stay attributable.
+func (b *builder) egress(names []string, policyFor func(vs string) *clientTLS) ([]service, []*upstream) {
+	sort.Strings(names)
+	var services []service
+	type key struct {
+		vn   string
+		port int64
+	}
+	via := map[key]map[string]bool{}
+	var ups []*upstream
+	for _, name := range dedupe(names) {
+		vs := b.m.VirtualServices[name]
+		if vs == nil {
+			b.warn("virtual service %q is not defined in mesh %q", name, b.m.Name)
+			continue
+		}
+		s := service{vs: vs}
+		var policy *clientTLS
+		if policyFor != nil {
+			policy = policyFor(name)
+		}
+		p := vs.Spec.Provider
+		switch {
+		case p == nil:
+			b.warn("virtual service %q has no provider yet: it routes nothing", name)
+		case p.VirtualNode != nil:
+			vn := b.m.VirtualNodes[p.VirtualNode.VirtualNodeName]
+			for _, port := range vn.Ports() {
+				up := &upstream{vs: vs, vn: vn, port: port}
+				ups = append(ups, up)
+				s.ports = append(s.ports, servicePort{Port: port, routes: []route{{
+					name: "", priority: 0, targets: []target{{up: up, weight: 100}}, timeout: vn.Listener(port.Port).Timeout,
+				}}})
+			}
+		case p.VirtualRouter != nil:
+			vr := b.m.VirtualRouters[p.VirtualRouter.VirtualRouterName]
+			for _, port := range vr.Ports() {
+				sp := servicePort{Port: port}
+				for _, r := range vr.Routes {
+					targets, matchPort := model.RouteTargets(r.Spec)
+					if matchPort != 0 && matchPort != port.Port || matchPort == 0 && len(vr.Spec.Listeners) != 1 {
+						continue
+					}
+					rt := route{name: r.Name, priority: 1001, spec: r.Spec}
+					if r.Spec.Priority != nil {
+						rt.priority = *r.Spec.Priority
+					}
+					for _, wt := range targets {
+						vn := b.m.VirtualNodes[wt.VirtualNode]
+						tp := vn.Ports()[0]
+						if wt.Port != nil {
+							for _, p := range vn.Ports() {
+								if p.Port == *wt.Port {
+									tp = p
+								}
+							}
+						}
+						up := &upstream{vs: vs, vn: vn, port: tp}
+						ups = append(ups, up)
+						rt.targets = append(rt.targets, target{up: up, weight: uint32(*wt.Weight)})
+					}
+					sp.routes = append(sp.routes, rt)
+				}
+				sort.SliceStable(sp.routes, func(i, j int) bool { return sp.routes[i].priority < sp.routes[j].priority })
+				s.ports = append(s.ports, sp)
+			}
+		}
+		for _, sp := range s.ports {
+			for _, r := range sp.routes {
+				for _, t := range r.targets {
+					t.up.policy = policy
+					k := key{t.up.vn.Name, t.up.port.Port}
+					if via[k] == nil {
+						via[k] = map[string]bool{}
+					}
+					via[k][name] = true
+				}
+			}
+		}
+		services = append(services, s)
+	}
+	// Name the upstreams, merging duplicates (the same node and port through
+	// the same service, from several routes).
+	byName := map[string]*upstream{}
+	var unique []*upstream
+	for _, up := range ups {
+		up.name = clusterName("egress", b.m.Name, up.vn.Name, up.port.Protocol, up.port.Port)
+		if len(via[key{up.vn.Name, up.port.Port}]) > 1 {
+			up.name += "_" + sanitize(up.vs.Name)
+		}
+		if prev, ok := byName[up.name]; ok {
+			*up = *prev
+			continue
+		}
+		byName[up.name] = up
+		unique = append(unique, up)
+	}
+	sort.Slice(unique, func(i, j int) bool { return unique[i].name < unique[j].name })
+	return services, unique
+}
+
+func dedupe(sorted []string) []string {
+	var out []string
+	for i, s := range sorted {
+		if i == 0 || s != sorted[i-1] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// backendNames lists a virtual node's backend virtual services.
+func backendNames(vn *model.VirtualNode) []string {
+	var out []string
+	for _, be := range vn.Spec.Backends {
+		if be.VirtualService != nil {
+			out = append(out, be.VirtualService.VirtualServiceName)
+		}
+	}
+	return out
+}
+
+func (u *upstream) String() string {
+	return fmt.Sprintf("%s via %s", u.name, u.vs.Name)
+}
