@@ -364,16 +364,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // NodeStatus is one node's line on /debug/nodes.
 type NodeStatus struct {
-	Node     string            `json:"node"`
-	Flavor   string            `json:"flavor"`
-	Streams  int               `json:"streams"`
-	Served   map[string]string `json:"served"`
-	Acked    map[string]string `json:"acked"`
+	Node    string            `json:"node"`
+	Flavor  string            `json:"flavor"`
+	Streams int               `json:"streams"`
+	Served  map[string]string `json:"served"`
+	Acked   map[string]string `json:"acked"`
 	// InSync: every type served has been acknowledged at its version.
-	InSync   bool              `json:"inSync"`
-	LastNACK *nack             `json:"lastNack,omitempty"`
-	Error    string            `json:"error,omitempty"`
-	Warnings []string          `json:"warnings,omitempty"`
+	InSync   bool     `json:"inSync"`
+	LastNACK *nack    `json:"lastNack,omitempty"`
+	Error    string   `json:"error,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Nodes reports every node seen, sorted.

@@ -5,13 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-
-	"github.com/meshd/meshd/internal/appmesh"
 	"github.com/meshd/meshd/internal/appmesh/load"
 	"github.com/meshd/meshd/internal/appmesh/model"
 	"github.com/meshd/meshd/tracing"
@@ -61,22 +57,3 @@ func render(t testing.TB, r *Resources) []byte {
 	return buf.Bytes()
 }
 
-func TestScratch(t *testing.T) {
-	cfg := buildDir(t, "../../examples/apps")
-	tr := New(cfg, Options{})
-	for _, f := range []Flavor{Envoy, GRPC} {
-		r, err := tr.Node(appmesh.Resource{Mesh: "apps", Kind: appmesh.VirtualNode, Name: "serviceA"}, f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, typ := range ResourceTypes {
-			for _, res := range r.Types[typ] {
-				if err := tracing.Validate(res); err != nil {
-					t.Errorf("%s: %v", nameOf(res), err)
-				}
-			}
-		}
-		os.WriteFile(filepath.Join("/tmp", "scratch-"+f.String()+".yaml"), render(t, r), 0o644)
-	}
-	_ = resource.ListenerType
-}
