@@ -87,6 +87,7 @@ type nodeState struct {
 	flavor   translate.Flavor
 	err      error // translation error of the current config
 	versions map[resource.Type]string
+	counts   map[resource.Type]int
 	acked    map[resource.Type]string
 	streams  int
 	nack     *nack
@@ -216,6 +217,10 @@ func (s *Server) refresh(ns *nodeState) (changed bool, err error) {
 		return false, fmt.Errorf("set snapshot for %s: %w", ns.key, err)
 	}
 	ns.versions = res.Versions
+	ns.counts = map[resource.Type]int{}
+	for typ, items := range res.Types {
+		ns.counts[typ] = len(items)
+	}
 	s.m.snapshots.Inc()
 	return true, nil
 }
@@ -223,6 +228,17 @@ func (s *Server) refresh(ns *nodeState) (changed bool, err error) {
 // attach registers a stream's node, translating it on first sight. It
 // returns an error the stream is closed with when the node is unknown.
 func (s *Server) attach(id int64, n *corev3.Node) error {
+	if n == nil {
+		// Only a stream's first request must name the node.
+		s.mu.Lock()
+		_, known := s.streams[id]
+		s.mu.Unlock()
+		if known {
+			return nil
+		}
+		s.m.rejected.WithLabelValues("bad_node_id").Inc()
+		return status.Error(codes.InvalidArgument, "meshd: the first request of a stream must carry the node")
+	}
 	key, r, f, err := nodeKey(n)
 	if err != nil {
 		s.m.rejected.WithLabelValues("bad_node_id").Inc()
@@ -386,7 +402,7 @@ func (s *Server) Nodes() []NodeStatus {
 			Served: map[string]string{}, Acked: map[string]string{}, LastNACK: ns.nack, Warnings: ns.warnings, InSync: ns.versions != nil}
 		for _, typ := range translate.ResourceTypes {
 			short := typ[strings.LastIndex(typ, ".")+1:]
-			if v := ns.versions[typ]; v != "" {
+			if v := ns.versions[typ]; v != "" && ns.counts[typ] > 0 {
 				st.Served[short] = v
 			}
 			if v := ns.acked[typ]; v != "" {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -131,6 +132,17 @@ func TestControlPlaneGettingStarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cc.Close()
+	// Wait for the channel to be READY first: an RPC issued while grpc-go
+	// installs its first xDS config selector can race it and fail with
+	// "unknown cluster selected for RPC" (seen with grpc-go 1.85).
+	cc.Connect()
+	readyCtx, readyCancel := context.WithTimeout(ctx, 10*time.Second)
+	for s := cc.GetState(); s != connectivity.Ready; s = cc.GetState() {
+		if !cc.WaitForStateChange(readyCtx, s) {
+			t.Fatalf("channel never READY (state %v)\n%s", cc.GetState(), logs.String())
+		}
+	}
+	readyCancel()
 	client := healthpb.NewHealthClient(cc)
 	call := func() int {
 		t.Helper()

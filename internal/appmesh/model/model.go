@@ -96,7 +96,7 @@ func Build(docs []load.Doc) (cfg *Config, problems, warnings []load.Problem) {
 			continue
 		}
 		bad := false
-		for _, e := range validateSpec(appmesh.ResourceKind(d.Kind), spec) {
+		for _, e := range appmesh.Validate(appmesh.ResourceKind(d.Kind), spec) {
 			problems = append(problems, specProblem(d.Loc, e))
 			bad = true
 		}
