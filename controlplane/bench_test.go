@@ -44,15 +44,17 @@ func BenchmarkTranslateMesh(b *testing.B) {
 	if len(problems) > 0 {
 		b.Fatal(problems[0])
 	}
-	tr := translate.New(cfg, translate.Options{})
-	nodes := tr.Nodes()
+	nodes := translate.New(cfg, translate.Options{}).Nodes()
 	if len(nodes) != 1000 {
 		b.Fatalf("%d nodes", len(nodes))
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		for _, n := range nodes {
-			if _, err := tr.Node(n, translate.Envoy); err != nil {
+		// A new configuration gets a new translator: nothing is reused.
+		tr := translate.New(cfg, translate.Options{})
+		_, errs := tr.All(nodes, translate.Envoy)
+		for _, err := range errs {
+			if err != nil {
 				b.Fatal(err)
 			}
 		}

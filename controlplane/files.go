@@ -100,7 +100,9 @@ func (f *FileSource) Run(ctx context.Context, apply func(Update)) error {
 		case err != nil:
 			f.Log.Error("cannot scan the configuration directory; keeping the last configuration", "dir", f.Dir, "err", err)
 		case first || sum != last:
+			start := time.Now()
 			u, err := LoadDir(f.Dir, f.Options)
+			f.Log.Debug("configuration read", "dir", f.Dir, "resources", u.Resources, "problems", len(u.Problems), "took", time.Since(start).String())
 			if err != nil {
 				if first {
 					return err

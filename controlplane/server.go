@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -169,12 +170,16 @@ func (s *Server) Apply(u Update) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.tr = translate.New(u.Config, s.opt)
-	changed := 0
+	all := make([]*nodeState, 0, len(s.nodes))
 	for _, ns := range s.nodes {
-		if ok, _ := s.refresh(ns); ok {
-			changed++
-		}
+		all = append(all, ns)
 	}
+	var changed atomic.Int64
+	translate.ForEach(len(all), func(i int) {
+		if ok, _ := s.refresh(all[i]); ok {
+			changed.Add(1)
+		}
+	})
 	s.m.reloads.WithLabelValues("applied").Inc()
 	s.m.problems.Set(0)
 	s.m.lastApplied.Set(float64(s.now().Unix()))
@@ -184,11 +189,12 @@ func (s *Server) Apply(u Update) {
 	default:
 		close(s.ready)
 	}
-	s.log.Info("configuration applied", "resources", u.Resources, "nodes", len(s.nodes), "nodes_changed", changed, "took", s.now().Sub(start).String())
+	s.log.Info("configuration applied", "resources", u.Resources, "nodes", len(s.nodes), "nodes_changed", changed.Load(), "took", s.now().Sub(start).String())
 }
 
 // refresh translates one node under the current config and updates its
-// snapshot if anything changed. s.mu is held.
+// snapshot if anything changed. s.mu is held; refreshes of different nodes
+// may run concurrently.
 func (s *Server) refresh(ns *nodeState) (changed bool, err error) {
 	start := time.Now()
 	res, err := s.tr.Node(ns.node, ns.flavor)
@@ -350,6 +356,11 @@ func (s *Server) Register(ctx context.Context, gs *grpc.Server) {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	gs := grpc.NewServer(
 		grpc.MaxRecvMsgSize(4<<20),
+		// Thousands of mostly idle streams: no per-connection read buffer
+		// (frames are read straight from the socket) and write buffers
+		// shared between connections.
+		grpc.ReadBufferSize(0),
+		grpc.SharedWriteBuffer(true),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)

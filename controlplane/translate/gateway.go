@@ -96,7 +96,7 @@ func (b *builder) gateway(vg *model.VirtualGateway) {
 			b.warn("virtual service %q has no listener on port %d", s.vs.Name, targetPort[s.vs.Name])
 			continue
 		}
-		vh := b.virtualHost(s, sp, []string{s.vs.Name, fmt.Sprintf("%s:%d", s.vs.Name, EgressPort)})
+		vh := b.sharedVirtualHost(s, sp, []string{s.vs.Name, fmt.Sprintf("%s:%d", s.vs.Name, EgressPort)})
 		rc.VirtualHosts = append(rc.VirtualHosts, vh)
 		for _, r := range vh.Routes {
 			r = proto.Clone(r).(*routev3.Route)

@@ -24,7 +24,7 @@ func (b *builder) proxyless(vn *model.VirtualNode) {
 				continue
 			}
 			hostPort := fmt.Sprintf("%s:%d", s.vs.Name, sp.Port.Port)
-			rc := &routev3.RouteConfiguration{Name: hostPort, VirtualHosts: []*routev3.VirtualHost{b.virtualHost(s, sp, []string{s.vs.Name, hostPort})}}
+			rc := &routev3.RouteConfiguration{Name: hostPort, VirtualHosts: []*routev3.VirtualHost{b.sharedVirtualHost(s, sp, []string{s.vs.Name, hostPort})}}
 			b.add(iRoute, rc)
 			names := []string{hostPort}
 			if i == 0 {

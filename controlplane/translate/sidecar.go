@@ -24,6 +24,12 @@ import (
 // the local application and the egress listener toward its backends.
 func (b *builder) sidecar(vn *model.VirtualNode) {
 	logs := accessLogs(vnAccessLog(vn.Spec.Logging))
+	if l := vnAccessLog(vn.Spec.Logging); l != nil {
+		b.logKey = fmt.Sprintf("%q|%+v", l.Path, l.Format)
+		if l.Format != nil {
+			b.logKey += fmt.Sprintf("%+v", *l.Format)
+		}
+	}
 	if len(vn.Spec.Listeners) > 0 {
 		b.ingress(vn, logs)
 	}
@@ -200,7 +206,7 @@ func (b *builder) egressListener(services []service, logs []*accesslogv3.AccessL
 			rds := routeConfigName("egress", proto, port)
 			rc := &routev3.RouteConfiguration{Name: rds}
 			for _, e := range httpEntries {
-				rc.VirtualHosts = append(rc.VirtualHosts, b.virtualHost(e.s, e.sp, []string{e.s.vs.Name, fmt.Sprintf("%s:%d", e.s.vs.Name, port)}))
+				rc.VirtualHosts = append(rc.VirtualHosts, b.sharedVirtualHost(e.s, e.sp, []string{e.s.vs.Name, fmt.Sprintf("%s:%d", e.s.vs.Name, port)}))
 			}
 			if allowAll {
 				rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: "mesh-allow-all", Domains: []string{"*"}, Routes: []*routev3.Route{{
@@ -211,7 +217,7 @@ func (b *builder) egressListener(services []service, logs []*accesslogv3.AccessL
 			b.add(iRoute, rc)
 			ln.FilterChains = append(ln.FilterChains, &listenerv3.FilterChain{
 				Name: fmt.Sprintf("egress_%s_%d", proto, port), FilterChainMatch: portMatch(port),
-				Filters: []*listenerv3.Filter{hcmFilter(hcm("egress", rds, proto, logs, nil))},
+				Filters: []*listenerv3.Filter{b.sharedFilter("hcm|egress|"+rds+"|"+proto, func() *listenerv3.Filter { return hcmFilter(hcm("egress", rds, proto, logs, nil)) })},
 			})
 			continue
 		}
@@ -243,7 +249,9 @@ func (b *builder) egressListener(services []service, logs []*accesslogv3.AccessL
 	ln.FilterChains = append(ln.FilterChains, &listenerv3.FilterChain{
 		Name:             "egress_amazonaws",
 		FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(443), ServerNames: []string{"*.amazonaws.com"}, TransportProtocol: "tls"},
-		Filters:          []*listenerv3.Filter{tcpProxyFilter("egress", []*tcpv3.TcpProxy_WeightedCluster_ClusterWeight{{Name: aws, Weight: 1}}, logs, nil)},
+		Filters: []*listenerv3.Filter{b.sharedFilter("tcp|egress|"+aws, func() *listenerv3.Filter {
+			return tcpProxyFilter("egress", []*tcpv3.TcpProxy_WeightedCluster_ClusterWeight{{Name: aws, Weight: 1}}, logs, nil)
+		})},
 	})
 	b.add(iCluster, originalDstCluster(aws))
 	if allowAll {
@@ -265,8 +273,17 @@ func sortedKeys[V any](m map[int64]V) []int64 {
 	return out
 }
 
-// egressCluster is the cluster for one target virtual node listener.
+// egressCluster adds the cluster for one target virtual node listener,
+// shared by every node that reaches it the same way.
 func (b *builder) egressCluster(up *upstream) {
+	key := fmt.Sprintf("cluster|%d|%s|%s|%s|%d", b.flavor, up.name, up.vs.Name, up.vn.Name, up.port.Port)
+	if up.policy != nil {
+		key += fmt.Sprintf("|%+v", *up.policy)
+	}
+	b.shared(key, func(sub *builder) { sub.buildEgressCluster(up) })
+}
+
+func (b *builder) buildEgressCluster(up *upstream) {
 	vn := up.vn
 	l := vn.Listener(up.port.Port)
 	c := &clusterv3.Cluster{
@@ -274,7 +291,7 @@ func (b *builder) egressCluster(up *upstream) {
 		ConnectTimeout:  durationpb.New(time.Second),
 		CircuitBreakers: circuitBreakers(nil, nil, nil),
 		Metadata: metadata(map[string]string{
-			"Mesh": b.m.Name, b.node.Kind.UpperCamelCase(): b.node.Name, "Direction": "egress",
+			"Mesh": b.m.Name, "Direction": "egress",
 			"TargetVirtualService": up.vs.Name, "TargetVirtualNode": vn.Name,
 			"Protocol": up.port.Protocol, "Port": fmt.Sprint(up.port.Port),
 		}),

@@ -28,7 +28,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -102,13 +105,14 @@ var ErrUnknownNode = errors.New("unknown mesh endpoint")
 
 // Translator translates one configuration. It is safe for concurrent use.
 type Translator struct {
-	cfg *model.Config
-	opt Options
+	cfg  *model.Config
+	opt  Options
+	memo memo
 }
 
 // New returns a Translator for cfg.
 func New(cfg *model.Config, opt Options) *Translator {
-	return &Translator{cfg: cfg, opt: opt}
+	return &Translator{cfg: cfg, opt: opt, memo: memo{entries: map[string]*memoEntry{}, sums: map[proto.Message]*[32]byte{}}}
 }
 
 // Nodes lists every virtual node and virtual gateway in the configuration.
@@ -132,7 +136,7 @@ func (t *Translator) Node(node appmesh.Resource, flavor Flavor) (*Resources, err
 	if m == nil {
 		return nil, fmt.Errorf("%w: mesh %q is not defined", ErrUnknownNode, node.Mesh)
 	}
-	b := &builder{t: t, m: m, node: node, flavor: flavor, clusters: map[string]bool{}}
+	b := &builder{t: t, m: m, node: node, flavor: flavor}
 	switch node.Kind {
 	case appmesh.VirtualNode:
 		vn := m.VirtualNodes[node.Name]
@@ -166,8 +170,9 @@ type builder struct {
 	node     appmesh.Resource
 	flavor   Flavor
 	res      [4][]types.Resource // clusters, endpoints, listeners, routes
-	clusters map[string]bool
 	warnings []string
+	// logKey identifies the node's access log, for sharing filters.
+	logKey string
 }
 
 const (
@@ -192,12 +197,11 @@ func (b *builder) finish() (*Resources, error) {
 		sort.SliceStable(items, func(x, y int) bool { return nameOf(items[x]) < nameOf(items[y]) })
 		h := sha256.New()
 		for _, r := range items {
-			raw, err := marshal.Marshal(r)
+			s, err := b.t.sum(r)
 			if err != nil {
 				return nil, fmt.Errorf("marshal %s %q: %w", typ, nameOf(r), err)
 			}
-			fmt.Fprintf(h, "%d:", len(raw))
-			h.Write(raw)
+			h.Write(s[:])
 		}
 		out.Types[typ] = items
 		out.Versions[typ] = hex.EncodeToString(h.Sum(nil)[:8])
@@ -244,4 +248,27 @@ func sanitize(s string) string {
 		}
 		return '-'
 	}, s)
+}
+
+// All translates nodes concurrently (GOMAXPROCS workers), sharing this
+// translator's memo; out[i] and errs[i] are node i's.
+func (t *Translator) All(nodes []appmesh.Resource, flavor Flavor) (out []*Resources, errs []error) {
+	out, errs = make([]*Resources, len(nodes)), make([]error, len(nodes))
+	ForEach(len(nodes), func(i int) { out[i], errs[i] = t.Node(nodes[i], flavor) })
+	return out, errs
+}
+
+// ForEach calls fn(0) … fn(n-1) on up to GOMAXPROCS goroutines.
+func ForEach(n int, fn func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -24,7 +24,8 @@ func ServiceName(j int) string { return fmt.Sprintf("svc-%d.bench.local", j) }
 func RouteFile(j int) string { return fmt.Sprintf("routes-%04d.yaml", j) }
 
 // GenerateMesh builds mesh "bench": n virtual nodes (one http listener on
-// 8080, DNS discovery, 3–5 backends each), n virtual services each provided
+// 8080, DNS discovery, 3–5 backends each, one of them among services
+// 0–9), n ≥ 11 virtual services each provided
 // by its own virtual router, and routesPerRouter routes per router, each
 // splitting traffic between two nodes. Router j's routes are in their own
 // file (RouteFile) so a test can change one.
@@ -35,7 +36,12 @@ func GenerateMesh(n, routesPerRouter int) Generated {
 		fmt.Fprintf(&nodes, "---\nmeshName: bench\nvirtualNodeName: node-%d\nspec:\n  listeners:\n  - portMapping: {port: 8080, protocol: http}\n  serviceDiscovery:\n    dns: {hostname: node-%d.bench.local}\n  backends:\n", i, i)
 		k := 3 + i%3
 		for b := range k {
-			j := (i*7 + b*13 + 1) % n
+			// The first backend is one of 10 popular services, so a change
+			// to router 0 reaches a tenth of the nodes.
+			j := i % 10
+			if b > 0 {
+				j = 10 + (i*7+b*13)%(n-10)
+			}
 			g.Backends[i] = append(g.Backends[i], j)
 			fmt.Fprintf(&nodes, "  - virtualService: {virtualServiceName: %s}\n", ServiceName(j))
 		}
