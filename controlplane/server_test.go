@@ -121,6 +121,28 @@ func waitFor(t *testing.T, c *xdstest.Client, what string, cond func(xdstest.Sta
 	}
 }
 
+// waitInSync waits until n nodes have acknowledged everything served.
+func waitInSync(t *testing.T, h *harness, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		nodes := h.srv.Nodes()
+		in := 0
+		for _, ns := range nodes {
+			if ns.InSync {
+				in++
+			}
+		}
+		if in == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nodes not in sync: %+v", nodes)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func has(s xdstest.State, typ string, names ...string) bool {
 	for _, n := range names {
 		if !slices.Contains(s.Names[typ], n) {
@@ -225,7 +247,7 @@ func TestOnlyAffectedNodesUpdated(t *testing.T) {
 	waitFor(t, b, "serviceB", func(s xdstest.State) bool {
 		return has(s, resource.ListenerType, "lds_ingress_0.0.0.0_15000") && has(s, resource.RouteType, "rds_ingress_http2_80")
 	})
-	time.Sleep(50 * time.Millisecond)
+	waitInSync(t, h, 2)
 	beforeA, beforeB := a.State(), b.State()
 
 	route := filepath.Join(dir, "route-serviceB.json")

@@ -157,7 +157,9 @@ func run(ctx context.Context, meshd string, nodes, clients int) (missed bool, er
 		return false, err
 	}
 	changed := func(i int) func(xdstest.State) bool {
-		return func(s xdstest.State) bool { return s.Versions[resource.RouteType] != before[i].Versions[resource.RouteType] }
+		return func(s xdstest.State) bool {
+			return s.Versions[resource.RouteType] != before[i].Versions[resource.RouteType]
+		}
 	}
 	if err := waitAll(ctx, cs, affected, changed, errc); err != nil {
 		return false, fmt.Errorf("route change: %w", err)

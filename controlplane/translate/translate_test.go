@@ -56,4 +56,3 @@ func render(t testing.TB, r *Resources) []byte {
 	}
 	return buf.Bytes()
 }
-
