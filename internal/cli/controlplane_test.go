@@ -7,11 +7,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
@@ -19,6 +23,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/xds"
+
+	"github.com/meshd/meshd/internal/xdstest"
 )
 
 // syncBuffer is a bytes.Buffer safe for a logger and a test to share.
@@ -206,5 +212,64 @@ func TestControlPlaneGettingStarted(t *testing.T) {
 		if got := call(); got != portBv2 {
 			t.Fatalf("after an invalid edit an RPC reached port %d; the last good config (0/100) must stay in force", got)
 		}
+	}
+}
+
+// TestREADMEControlPlane runs the README's control plane example as written
+// (meshd's own metrics moved to a free port) and checks what the README
+// says an Envoy presenting serviceA gets.
+func TestREADMEControlPlane(t *testing.T) {
+	words := readmeCommand(t, "controlplane-command")
+	if strings.Join(words[:4], " ") != "go run ./cmd/meshd controlplane" {
+		t.Fatalf("README control plane command %q", words)
+	}
+	t.Chdir(filepath.Join("..", ".."))
+	ctx, cancel := context.WithCancel(t.Context())
+	var logs syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- Main(ctx, append(words[3:], "--metrics-listen", "127.0.0.1:0"), &logs, &logs) }()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("exit %d\n%s", code, logs.String())
+		}
+	}()
+	addr := words[len(words)-1]
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	c := &xdstest.Client{Node: &corev3.Node{Id: "mesh/apps/virtualNode/serviceA", UserAgentName: "envoy"}}
+	cctx, ccancel := context.WithCancel(ctx)
+	defer ccancel()
+	go func() {
+		for cctx.Err() == nil {
+			_ = c.Run(cctx, cc) // retried until the control plane listens
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := c.Wait(wctx, func(s xdstest.State) bool {
+		return slices.Contains(s.Names[resource.RouteType], "rds_egress_http2_80") && slices.Contains(s.Names[resource.ListenerType], "lds_egress_0.0.0.0_15001")
+	}); err != nil {
+		t.Fatalf("%v\n%s", err, logs.String())
+	}
+	var rc routev3.RouteConfiguration
+	if err := c.Resource(resource.RouteType, "rds_egress_http2_80").UnmarshalTo(&rc); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, vh := range rc.GetVirtualHosts() {
+		for _, r := range vh.GetRoutes() {
+			for _, w := range r.GetRoute().GetWeightedClusters().GetClusters() {
+				got = append(got, fmt.Sprintf("%s %s=%d", vh.GetName(), w.GetName(), w.GetWeight().GetValue()))
+			}
+		}
+	}
+	want := []string{"serviceb.apps.local cds_egress_apps_serviceB_http2_80=75", "serviceb.apps.local cds_egress_apps_serviceBv2_http2_80=25"}
+	if !slices.Equal(got, want) {
+		t.Errorf("rds_egress_http2_80 routes %q, README says %q", got, want)
 	}
 }
