@@ -19,9 +19,10 @@ lint: ## gofmt, go vet, go mod tidy check
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
 
-bench: ## run the Go benchmarks and the SDS harness
-	$(GO) test -run '^$$' -bench . -benchmem ./certs/ ./sds/ ./tracing/ ./cmd/meshd/
+bench: ## run the Go benchmarks and the SDS and xDS harnesses
+	$(GO) test -run '^$$' -bench . -benchmem ./certs/ ./sds/ ./tracing/ ./cmd/meshd/ ./controlplane/...
 	$(GO) run ./bench/sdsbench
+	$(GO) run ./bench/xdsbench
 
 fuzz: ## fuzz every parser for a short while
 	$(GO) test -run '^$$' -fuzz FuzzParseIdentities -fuzztime 30s ./sds/
@@ -29,6 +30,8 @@ fuzz: ## fuzz every parser for a short while
 	$(GO) test -run '^$$' -fuzz FuzzParseState -fuzztime 30s ./certs/
 	$(GO) test -run '^$$' -fuzz FuzzParseResource -fuzztime 30s ./internal/appmesh/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeSpec -fuzztime 30s ./internal/appmesh/
+	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime 30s ./internal/appmesh/
+	$(GO) test -run '^$$' -fuzz FuzzCheckRegex -fuzztime 30s ./internal/appmesh/
 	$(GO) test -run '^$$' -fuzz FuzzFiles -fuzztime 30s ./internal/appmesh/load/
 	$(GO) test -run '^$$' -fuzz FuzzFromEnv -fuzztime 30s ./tracing/
 	$(GO) test -run '^$$' -fuzz FuzzParseFragment -fuzztime 30s ./tracing/
