@@ -58,7 +58,13 @@ func (b *builder) egress(names []string, policyFor func(vs string) *clientTLS) (
 		vn   string
 		port int64
 	}
-	via := map[key]map[string]bool{}
+	// via records the first service each target listener is reached
+	// through, and whether another one reaches it too.
+	type reach struct {
+		first string
+		multi bool
+	}
+	via := map[key]*reach{}
 	var ups []*upstream
 	for _, name := range dedupe(names) {
 		vs := b.m.VirtualServices[name]
@@ -122,10 +128,12 @@ func (b *builder) egress(names []string, policyFor func(vs string) *clientTLS) (
 				for _, t := range r.targets {
 					t.up.policy = policy
 					k := key{t.up.vn.Name, t.up.port.Port}
-					if via[k] == nil {
-						via[k] = map[string]bool{}
+					switch r := via[k]; {
+					case r == nil:
+						via[k] = &reach{first: name}
+					case r.first != name:
+						r.multi = true
 					}
-					via[k][name] = true
 				}
 			}
 		}
@@ -137,7 +145,7 @@ func (b *builder) egress(names []string, policyFor func(vs string) *clientTLS) (
 	var unique []*upstream
 	for _, up := range ups {
 		up.name = clusterName("egress", b.m.Name, up.vn.Name, up.port.Protocol, up.port.Port)
-		if len(via[key{up.vn.Name, up.port.Port}]) > 1 {
+		if via[key{up.vn.Name, up.port.Port}].multi {
 			up.name += "_" + sanitize(up.vs.Name)
 		}
 		if prev, ok := byName[up.name]; ok {

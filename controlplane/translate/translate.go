@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -235,7 +236,7 @@ func routeConfigName(dir, proto string, port int64) string {
 	return fmt.Sprintf("rds_%s_%s_%d", dir, proto, port)
 }
 func clusterName(dir, mesh, node, proto string, port int64) string {
-	return fmt.Sprintf("cds_%s_%s_%s_%s_%d", dir, mesh, node, proto, port)
+	return "cds_" + dir + "_" + mesh + "_" + node + "_" + proto + "_" + strconv.FormatInt(port, 10)
 }
 
 // sanitize makes a virtual service name usable inside a cluster name: stat
