@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sort"
 	"sync"
@@ -80,8 +81,9 @@ func (c *Client) runSotW(ctx context.Context, ads discoveryv3.AggregatedDiscover
 	}
 	subs := map[string][]string{}
 	send := func(typ string, names []string, version, nonce string, detail *status.Status) error {
-		return st.Send(&discoveryv3.DiscoveryRequest{Node: c.Node, TypeUrl: typ, ResourceNames: names,
+		err := st.Send(&discoveryv3.DiscoveryRequest{Node: c.Node, TypeUrl: typ, ResourceNames: names,
 			VersionInfo: version, ResponseNonce: nonce, ErrorDetail: detail})
+		return streamError(err, func() error { _, err := st.Recv(); return err })
 	}
 	for _, typ := range wildcard {
 		if err := send(typ, nil, "", "", nil); err != nil {
@@ -140,9 +142,10 @@ func (c *Client) runDelta(ctx context.Context, ads discoveryv3.AggregatedDiscove
 		return fmt.Errorf("open delta ADS stream: %w", err)
 	}
 	subs := map[string][]string{}
+	recvErr := func() error { _, err := st.Recv(); return err }
 	for _, typ := range wildcard {
 		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: c.Node, TypeUrl: typ}); err != nil {
-			return err
+			return streamError(err, recvErr)
 		}
 	}
 	for {
@@ -183,7 +186,7 @@ func (c *Client) runDelta(ctx context.Context, ads discoveryv3.AggregatedDiscove
 		c.notify()
 		c.mu.Unlock()
 		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ, ResponseNonce: resp.GetNonce(), ErrorDetail: detail}); err != nil {
-			return err
+			return streamError(err, recvErr)
 		}
 		for dt, names := range deps {
 			old := subs[dt]
@@ -203,10 +206,19 @@ func (c *Client) runDelta(ctx context.Context, ads discoveryv3.AggregatedDiscove
 				}
 			}
 			if err := st.Send(req); err != nil {
-				return err
+				return streamError(err, recvErr)
 			}
 		}
 	}
+}
+
+// streamError: a Send on a stream the server closed returns io.EOF; the
+// server's status comes from Recv.
+func streamError(err error, recv func() error) error {
+	if errors.Is(err, io.EOF) {
+		return recv()
+	}
+	return err
 }
 
 // dependencies returns the names Envoy would now subscribe to because of
