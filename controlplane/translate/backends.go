@@ -119,7 +119,7 @@ func (b *builder) egress(names []string, policyFor func(vs string) *clientTLS) (
 					}
 					sp.routes = append(sp.routes, rt)
 				}
-				sort.SliceStable(sp.routes, func(i, j int) bool { return sp.routes[i].priority < sp.routes[j].priority })
+				sortRoutes(sp.routes)
 				s.ports = append(s.ports, sp)
 			}
 		}
@@ -182,4 +182,73 @@ func backendNames(vn *model.VirtualNode) []string {
 
 func (u *upstream) String() string {
 	return fmt.Sprintf("%s via %s", u.name, u.vs.Name)
+}
+
+// sortRoutes orders routes by priority (unset last), then, as App Mesh
+// leaves the order of equal priorities open, most specific first: an exact
+// path, then a regex, then the longest prefix, then more header, query and
+// method conditions; then by name.
+func sortRoutes(routes []route) {
+	type rank struct{ class, length, conditions int }
+	rankOf := func(r route) rank {
+		s := r.spec
+		switch {
+		case s == nil:
+		case s.HTTPRoute != nil || s.HTTP2Route != nil:
+			h := s.HTTPRoute
+			if h == nil {
+				h = s.HTTP2Route
+			}
+			m := h.Match
+			if m == nil {
+				return rank{1, 1, 0}
+			}
+			n := len(m.Headers) + len(m.QueryParameters)
+			if m.Method != "" {
+				n++
+			}
+			if m.Scheme != "" {
+				n++
+			}
+			switch {
+			case m.Path != nil && m.Path.Exact != "":
+				return rank{3, len(m.Path.Exact), n}
+			case m.Path != nil:
+				return rank{2, len(m.Path.Regex), n}
+			case m.Prefix != nil:
+				return rank{1, len(*m.Prefix), n}
+			}
+			return rank{1, 1, n}
+		case s.GRPCRoute != nil:
+			m := s.GRPCRoute.Match
+			if m == nil {
+				return rank{1, 0, 0}
+			}
+			switch {
+			case m.MethodName != "":
+				return rank{3, len(m.ServiceName) + len(m.MethodName), len(m.Metadata)}
+			case m.ServiceName != "":
+				return rank{2, len(m.ServiceName), len(m.Metadata)}
+			}
+			return rank{1, 0, len(m.Metadata)}
+		}
+		return rank{}
+	}
+	sort.SliceStable(routes, func(i, j int) bool {
+		a, b := routes[i], routes[j]
+		if a.priority != b.priority {
+			return a.priority < b.priority
+		}
+		ra, rb := rankOf(a), rankOf(b)
+		if ra != rb {
+			if ra.class != rb.class {
+				return ra.class > rb.class
+			}
+			if ra.length != rb.length {
+				return ra.length > rb.length
+			}
+			return ra.conditions > rb.conditions
+		}
+		return a.name < b.name
+	})
 }

@@ -13,13 +13,10 @@ import (
 	"github.com/meshd/meshd/internal/appmesh/load"
 )
 
-// nondeterministicVersions are node/type pairs whose Versions are not
-// stable yet (TestVersionsWithJSONAccessLogsAreStable): the JSON access-log
-// format is a map inside a typed config, packed without deterministic
-// marshalling.
-var nondeterministicVersions = map[string]resource.Type{
-	"mesh/features/virtualNode/api envoy": resource.ListenerType,
-}
+// nondeterministicVersions are node/type pairs whose Versions may vary
+// between translations (none: typed configs are packed deterministically,
+// TestVersionsWithJSONAccessLogsAreStable).
+var nondeterministicVersions = map[string]resource.Type{}
 
 // translateAll translates every node in both flavors (gateways as Envoys).
 func translateAll(t testing.TB, tr *Translator) map[string]*Resources {
@@ -107,7 +104,6 @@ func TestDeterminism(t *testing.T) {
 // replica) to the next, so Envoys see spurious updates and replicas
 // disagree.
 func TestVersionsWithJSONAccessLogsAreStable(t *testing.T) {
-	knownBug(t, "envoy.go mustAny packs typed configs with non-deterministic marshalling; JSON access-log formats change the Listener version between translations")
 	cfg := scenario(t, featuresDir)
 	seen := map[string]int{}
 	for i := 0; i < 40; i++ {

@@ -83,7 +83,6 @@ func TestGRPCListeners(t *testing.T) {
 // HTTP. Today the bare name goes with port index 0 only (grpc.go
 // proxyless), and is lost when that port is skipped for being TCP.
 func TestGRPCBareNameWhenFirstPortIsTCP(t *testing.T) {
-	knownBug(t, "grpc.go proxyless names the bare service listener after s.ports[0] even when that port is TCP and skipped")
 	cfg := buildYAML(t, `meshName: m
 spec: {}`, `meshName: m
 virtualNodeName: server

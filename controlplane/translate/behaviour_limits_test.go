@@ -68,7 +68,6 @@ spec:
 // up to Envoy's maximum (315576000000 s) fit a google.protobuf.Duration
 // and must be kept; larger ones must be clamped.
 func TestHugeDurations(t *testing.T) {
-	knownBug(t, "routes.go toDuration/durationOr overflow time.Duration for values > ~9.2e9 s")
 	tr := New(buildYAML(t, hugeDurations), Options{})
 	for _, node := range []string{"client", "server"} {
 		for _, f := range []Flavor{Envoy, GRPC} {
@@ -95,7 +94,6 @@ func TestHugeDurations(t *testing.T) {
 // translation fails tracing.Validate, so every client's CDS update is
 // NACKed.
 func TestOutlierDetectionZeroDurations(t *testing.T) {
-	knownBug(t, "sidecar.go egressCluster copies outlier durations of 0, which fail Envoy's validation (gt 0s)")
 	cfg := buildYAML(t, `meshName: m
 spec: {}`, `meshName: m
 virtualNodeName: server

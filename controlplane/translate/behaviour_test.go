@@ -264,7 +264,6 @@ func TestRoutePriority(t *testing.T) {
 // gateway routes, sortGatewayRoutes). Today "a-all" (prefix /) sorts
 // before "b-api" (prefix /api), so /api is never reached.
 func TestRouteSpecificityWithoutPriority(t *testing.T) {
-	knownBug(t, "backends.go egress sorts routes without a priority by name, not specificity: a prefix / route shadows longer prefixes")
 	cfg := buildYAML(t, routerYAML(
 		"routeName: a-all\nspec:\n  httpRoute:\n    match: {prefix: /}\n    action: {weightedTargets: [{virtualNode: server, weight: 1}]}\n",
 		"routeName: b-api\nspec:\n  httpRoute:\n    match: {prefix: /api}\n    action: {weightedTargets: [{virtualNode: server, weight: 1}]}\n",
@@ -777,7 +776,6 @@ spec:
 // so a node that prefers IPv6 in a mesh without a preference gets its
 // application on ::1 but listeners on 0.0.0.0 only.
 func TestIPPreferenceOverrideBinding(t *testing.T) {
-	knownBug(t, "sidecar.go bindAddress ignores the virtual node's own ipPreference (§1.1)")
 	r := translateNode(t, New(buildYAML(t, "meshName: m\nspec: {}", `meshName: m
 virtualNodeName: app
 spec:

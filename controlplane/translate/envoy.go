@@ -29,8 +29,9 @@ import (
 // Building blocks shared by sidecars, gateways and proxyless clients.
 
 func mustAny(m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
-	if err != nil {
+	// Deterministic, so versions (hashes of the encoding) are stable.
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
 		panic(fmt.Sprintf("translate: pack %T: %v", m, err)) // only for linked, valid types
 	}
 	return a

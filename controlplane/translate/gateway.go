@@ -75,7 +75,7 @@ func (b *builder) gateway(vg *model.VirtualGateway) {
 		chains, inspect := b.serverChains(fmt.Sprintf("ingress_%d", port.Port), nil, filter, vgListenerTLSOf(l.TLS))
 		ln := &listenerv3.Listener{
 			Name:             listenerName("ingress", port.Port),
-			Address:          b.bindAddress(port.Port),
+			Address:          b.bindAddress(b.meshIPPreference(), port.Port),
 			TrafficDirection: corev3.TrafficDirection_INBOUND,
 			FilterChains:     chains,
 		}
@@ -180,14 +180,15 @@ func authority(h *appmesh.GatewayRouteHostnameMatch) *routev3.HeaderMatcher {
 	var re string
 	switch {
 	case h.Exact != "":
-		re = "^" + regexp.QuoteMeta(strings.ToLower(h.Exact)) + "(:[0-9]+)?$"
+		re = "(?i)^" + regexp.QuoteMeta(h.Exact) + "(:[0-9]+)?$"
 	case h.Suffix != "":
-		re = "^.*" + regexp.QuoteMeta(strings.ToLower(h.Suffix)) + "(:[0-9]+)?$"
+		re = "(?i)^.*" + regexp.QuoteMeta(h.Suffix) + "(:[0-9]+)?$"
 	default:
 		return nil
 	}
 	return &routev3.HeaderMatcher{Name: ":authority", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
-		StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: re}}, IgnoreCase: true}}}
+		// Envoy refuses ignore_case with safe_regex: the regex is (?i).
+		StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: re}}}}}
 }
 
 // gatewayRoute translates one gateway route into the gateway's ingress

@@ -17,8 +17,10 @@ import (
 // EDS or LOGICAL_DNS clusters.
 func (b *builder) proxyless(vn *model.VirtualNode) {
 	services, ups := b.egress(backendNames(vn), b.vnPolicy(vn))
+	used := map[string]bool{}
 	for _, s := range services {
-		for i, sp := range s.ports {
+		bare := false // the bare name goes to the first gRPC-capable port
+		for _, sp := range s.ports {
 			if sp.Protocol == "tcp" {
 				b.warn("virtual service %q port %d is TCP: a gRPC client cannot use it", s.vs.Name, sp.Port.Port)
 				continue
@@ -27,8 +29,17 @@ func (b *builder) proxyless(vn *model.VirtualNode) {
 			rc := &routev3.RouteConfiguration{Name: hostPort, VirtualHosts: []*routev3.VirtualHost{b.sharedVirtualHost(s, sp, []string{s.vs.Name, hostPort})}}
 			b.add(iRoute, rc)
 			names := []string{hostPort}
-			if i == 0 {
-				names = append(names, s.vs.Name)
+			if !bare {
+				names, bare = append(names, s.vs.Name), true
+			}
+			for _, r := range sp.routes {
+				if r.spec != nil && (r.spec.HTTPRoute != nil && r.spec.HTTPRoute.Match != nil && len(r.spec.HTTPRoute.Match.QueryParameters) > 0 ||
+					r.spec.HTTP2Route != nil && r.spec.HTTP2Route.Match != nil && len(r.spec.HTTP2Route.Match.QueryParameters) > 0) {
+					b.warn("route %q of virtual service %q matches query parameters, which gRPC clients ignore: they skip the route", r.name, s.vs.Name)
+				}
+				for _, t := range r.targets {
+					used[t.up.name] = true
+				}
 			}
 			for _, n := range names {
 				h := &hcmv3.HttpConnectionManager{
@@ -41,6 +52,8 @@ func (b *builder) proxyless(vn *model.VirtualNode) {
 		}
 	}
 	for _, up := range ups {
-		b.egressCluster(up)
+		if used[up.name] {
+			b.egressCluster(up)
+		}
 	}
 }

@@ -664,12 +664,3 @@ func repack(t testing.TB, m protoreflect.Message) {
 	})
 }
 
-// knownBug skips a test that shows a translator bug listed in the test
-// report, unless MESHD_KNOWN_BUGS=1 (to see it fail, or check a fix).
-// Remove the call once the bug is fixed.
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("MESHD_KNOWN_BUGS") != "1" {
-		t.Skip("known bug (set MESHD_KNOWN_BUGS=1 to run): " + what)
-	}
-}

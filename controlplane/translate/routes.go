@@ -89,17 +89,27 @@ func durationOr(d *appmesh.Duration, def time.Duration) *durationpb.Duration {
 	if d == nil || d.Value == nil {
 		return durationpb.New(def)
 	}
-	return durationpb.New(toDuration(d))
+	return toDuration(d)
 }
 
-func toDuration(d *appmesh.Duration) time.Duration {
+// maxSeconds is the largest duration Envoy accepts (10,000 years).
+const maxSeconds = 315576000000
+
+// toDuration converts an App Mesh duration without going through
+// time.Duration, which overflows at 292 years; values are capped at
+// Envoy's maximum.
+func toDuration(d *appmesh.Duration) *durationpb.Duration {
 	if d == nil || d.Value == nil {
-		return 0
+		return &durationpb.Duration{}
 	}
+	v := *d.Value
 	if d.Unit == "ms" {
-		return time.Duration(*d.Value) * time.Millisecond
+		if v/1000 >= maxSeconds {
+			return &durationpb.Duration{Seconds: maxSeconds}
+		}
+		return &durationpb.Duration{Seconds: v / 1000, Nanos: int32(v%1000) * 1e6}
 	}
-	return time.Duration(*d.Value) * time.Second
+	return &durationpb.Duration{Seconds: min(v, maxSeconds)}
 }
 
 func httpMatch(m *appmesh.HTTPRouteMatch) *routev3.RouteMatch {
@@ -280,7 +290,7 @@ func (b *builder) retry(httpEvents, grpcEvents, tcpEvents []string, maxRetries *
 		rp.NumRetries = wrapperspb.UInt32(uint32(min(*maxRetries, 1<<31)))
 	}
 	if perTry != nil {
-		rp.PerTryTimeout = durationpb.New(toDuration(perTry))
+		rp.PerTryTimeout = toDuration(perTry)
 	}
 	rp.RetryHostPredicate = []*routev3.RetryPolicy_RetryHostPredicate{{Name: "envoy.retry_host_predicates.previous_hosts",
 		ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(previousHosts())}}}

@@ -34,7 +34,7 @@ func (b *builder) sidecar(vn *model.VirtualNode) {
 		b.ingress(vn, logs)
 	}
 	services, ups := b.egress(backendNames(vn), b.vnPolicy(vn))
-	b.egressListener(services, logs)
+	b.egressListener(b.ipPreference(vn), services, logs)
 	for _, up := range ups {
 		b.egressCluster(up)
 	}
@@ -60,9 +60,10 @@ func (b *builder) meshIPPreference() string {
 	return ""
 }
 
-// bindAddress: with any IP preference set, listeners bind IPv4 and IPv6.
-func (b *builder) bindAddress(port int64) *corev3.Address {
-	if b.meshIPPreference() == "" {
+// bindAddress: with any IP preference set (the node's own, else the
+// mesh's), listeners bind IPv4 and IPv6.
+func (b *builder) bindAddress(pref string, port int64) *corev3.Address {
+	if pref == "" {
 		return socketAddress("0.0.0.0", port)
 	}
 	a := socketAddress("::", port)
@@ -73,7 +74,7 @@ func (b *builder) bindAddress(port int64) *corev3.Address {
 func (b *builder) ingress(vn *model.VirtualNode, logs []*accesslogv3.AccessLog) {
 	ln := &listenerv3.Listener{
 		Name:             listenerName("ingress", IngressPort),
-		Address:          b.bindAddress(IngressPort),
+		Address:          b.bindAddress(b.ipPreference(vn), IngressPort),
 		TrafficDirection: corev3.TrafficDirection_INBOUND,
 		ListenerFilters:  []*listenerv3.ListenerFilter{originalDst()},
 	}
@@ -168,10 +169,10 @@ type portEntry struct {
 // egressListener builds lds_egress_0.0.0.0_15001: a filter chain per
 // backend port (HTTP routed by virtual service name, TCP by port alone),
 // AWS APIs on 443 by SNI, and the ALLOW_ALL passthrough.
-func (b *builder) egressListener(services []service, logs []*accesslogv3.AccessLog) {
+func (b *builder) egressListener(pref string, services []service, logs []*accesslogv3.AccessLog) {
 	ln := &listenerv3.Listener{
 		Name:             listenerName("egress", EgressPort),
-		Address:          b.bindAddress(EgressPort),
+		Address:          b.bindAddress(pref, EgressPort),
 		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 		ListenerFilters:  []*listenerv3.ListenerFilter{originalDst(), tlsInspector()},
 	}
@@ -323,9 +324,19 @@ func (b *builder) buildEgressCluster(up *upstream) {
 		if od := l.OutlierDetection; od != nil {
 			c.OutlierDetection = &clusterv3.OutlierDetection{
 				Consecutive_5Xx:    wrapperspb.UInt32(uint32(min(*od.MaxServerErrors, maxThreshold))),
-				Interval:           durationpb.New(toDuration(od.Interval)),
-				BaseEjectionTime:   durationpb.New(toDuration(od.BaseEjectionDuration)),
 				MaxEjectionPercent: wrapperspb.UInt32(uint32(*od.MaxEjectionPercent)),
+			}
+			// Envoy wants both durations > 0; 0 keeps Envoy's defaults
+			// (10 s, 30 s).
+			if d := toDuration(od.Interval); d.AsDuration() > 0 {
+				c.OutlierDetection.Interval = d
+			} else {
+				b.warn("virtual node %q: outlier detection interval 0 is not possible; Envoy's default (10 s) applies", vn.Name)
+			}
+			if d := toDuration(od.BaseEjectionDuration); d.AsDuration() > 0 {
+				c.OutlierDetection.BaseEjectionTime = d
+			} else {
+				b.warn("virtual node %q: outlier detection base ejection duration 0 is not possible; Envoy's default (30 s) applies", vn.Name)
 			}
 		}
 	}

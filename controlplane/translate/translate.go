@@ -87,7 +87,8 @@ type Options struct {
 }
 
 // Resources is everything one node is served, by type URL, each list sorted
-// by name, with a version per type (a hash of that type's content).
+// by name, with a version per type (a hash of that type's content). The
+// messages may be shared with other nodes' Resources: never modify them.
 type Resources struct {
 	Node     appmesh.Resource
 	Flavor   Flavor

@@ -8,6 +8,7 @@ import (
 	"regexp/syntax"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -221,6 +222,31 @@ func (v *validator) maxLen(path, s string, max int) {
 	if n := utf8.RuneCountInString(s); n > max {
 		v.add(path, "must be between 1 and %d characters long, got %d", max, n)
 	}
+}
+
+// printable checks that s has no whitespace or control characters: it
+// becomes an HTTP header name, a path or a host name in Envoy.
+func (v *validator) printable(path, s string) {
+	if i := strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }); i >= 0 {
+		v.add(path, "must not contain whitespace or control characters, got %q at byte %d", s[i:i+utf8.RuneLen([]rune(s[i:])[0])], i)
+	}
+}
+
+// CheckServiceName checks a virtual service name: any string the
+// application can resolve (App Mesh sets no pattern), but it becomes an
+// Envoy virtual host domain and a listener name, so whitespace and control
+// characters are refused.
+func CheckServiceName(n string) error {
+	switch {
+	case n == "":
+		return fmt.Errorf("virtual service name is empty")
+	case len(n) > 255:
+		return fmt.Errorf("virtual service name is %d bytes long; at most 255 (a DNS name) is accepted", len(n))
+	}
+	if i := strings.IndexFunc(n, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }); i >= 0 {
+		return fmt.Errorf("virtual service name %q contains whitespace or a control character at byte %d", n, i)
+	}
+	return nil
 }
 
 // reqString checks a required string of at most max characters (0: any
@@ -491,6 +517,7 @@ func (v *validator) connectionPool(p string, c *VirtualNodeConnectionPool, proto
 
 func (v *validator) healthCheck(p string, h *HealthCheckPolicy, protocols []string, listenerPort *int64) {
 	v.reqBetween(join(p, "healthyThreshold"), h.HealthyThreshold, 2, 10)
+	v.printable(join(p, "path"), h.Path)
 	v.reqBetween(join(p, "intervalMillis"), h.IntervalMillis, 5000, 300000)
 	if v.port(join(p, "port"), h.Port) && h.Port != nil && listenerPort != nil && *h.Port != *listenerPort {
 		v.add(join(p, "port"), "must equal the listener's port %d (portMapping.port), got %d", *listenerPort, *h.Port)

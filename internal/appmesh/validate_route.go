@@ -173,6 +173,7 @@ func (v *validator) header(p, name string, m *HeaderMatchMethod) {
 		v.matchMethod(join(p, "match"), m)
 	}
 	v.reqString(join(p, "name"), name, 50)
+	v.printable(join(p, "name"), name)
 }
 
 func (v *validator) matchMethod(p string, m *HeaderMatchMethod) {
@@ -222,7 +223,9 @@ func (v *validator) queryParameters(p string, qs []HTTPQueryParameter) {
 	v.maxItems(p, len(qs), 10)
 	for i, q := range qs {
 		// match.exact may be "": it matches a parameter with an empty value.
-		v.reqString(join(index(p, i), "name"), q.Name, 0)
+		// Envoy limits a query parameter matcher's name to 1024 bytes.
+		v.reqString(join(index(p, i), "name"), q.Name, 1024)
+		v.printable(join(index(p, i), "name"), q.Name)
 	}
 }
 

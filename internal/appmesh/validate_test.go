@@ -284,6 +284,10 @@ var validateCases = []validateCase{
 	{name: "empty hostname match", kind: gr, spec: gatewayRoute("httpRoute", `{"hostname":{}}`, ""), path: "httpRoute.match.hostname", msg: `set exactly one of "exact", "suffix"`},
 	{name: "empty prefix rewrite", kind: gr, spec: gatewayRoute("httpRoute", `{"prefix":"/a"}`, `,"rewrite":{"prefix":{}}`),
 		path: "httpRoute.action.rewrite.prefix", msg: `set exactly one of "defaultPrefix", "value", got none`},
+	{name: "header name with a line feed", kind: rt, spec: route("httpRoute", `{"prefix":"/","headers":[{"name":"x\ny","match":{"exact":"a"}}]}`, ""),
+		path: "httpRoute.match.headers[0].name", msg: `must not contain whitespace or control characters, got "\n" at byte 1`},
+	{name: "query parameter name too long", kind: rt, spec: route("httpRoute", `{"prefix":"/","queryParameters":[{"name":"`+strings.Repeat("q", 1025)+`"}]}`, ""),
+		path: "httpRoute.match.queryParameters[0].name", msg: "must be between 1 and 1024 characters long, got 1025"},
 	{name: "empty backend", kind: vn, spec: `{"backends":[{}]}`, path: "backends[0]", msg: `set exactly one of "virtualService", got none`},
 
 	// 3. Weighted targets.
@@ -754,6 +758,17 @@ func TestValidateAllProblemsInOrder(t *testing.T) {
 	for i := range got {
 		if *got[i] != *again[i] {
 			t.Errorf("second run problem %d = %v, first %v", i, again[i], got[i])
+		}
+	}
+}
+
+func TestCheckServiceName(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"serviceb.apps.local": true, "my-service.default.svc.cluster.local": true, "": false,
+		"a b": false, "a\r\nHost: evil": false, "x\x00": false, strings.Repeat("a", 256): false,
+	} {
+		if err := appmesh.CheckServiceName(name); (err == nil) != ok {
+			t.Errorf("CheckServiceName(%q) = %v, want ok %t", name, err, ok)
 		}
 	}
 }

@@ -96,6 +96,12 @@ func Build(docs []load.Doc) (cfg *Config, problems, warnings []load.Problem) {
 			continue
 		}
 		bad := false
+		if d.Kind == load.VirtualService {
+			if err := appmesh.CheckServiceName(d.Name); err != nil {
+				problems = append(problems, load.Problem{Loc: d.Loc, Msg: err.Error()})
+				bad = true
+			}
+		}
 		for _, e := range appmesh.Validate(appmesh.ResourceKind(d.Kind), spec) {
 			problems = append(problems, specProblem(d.Loc, e))
 			bad = true
