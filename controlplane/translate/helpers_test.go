@@ -663,4 +663,3 @@ func repack(t testing.TB, m protoreflect.Message) {
 		return true
 	})
 }
-
