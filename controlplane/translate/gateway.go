@@ -38,7 +38,7 @@ func (b *builder) gateway(vg *model.VirtualGateway) {
 	}
 	var policy func(string) *clientTLS
 	if d := vg.Spec.BackendDefaults; d != nil && d.ClientPolicy != nil {
-		p := vgClientTLSOf(d.ClientPolicy.TLS)
+		p := clientTLSOf(appmesh.GatewayClientPolicyTLS(d.ClientPolicy.TLS))
 		policy = func(string) *clientTLS { return p }
 	}
 	services, ups := b.egress(names, policy)
@@ -72,7 +72,7 @@ func (b *builder) gateway(vg *model.VirtualGateway) {
 		}
 		b.add(iRoute, &routev3.RouteConfiguration{Name: rds, VirtualHosts: []*routev3.VirtualHost{vh}})
 		filter := hcmFilter(hcm("ingress", rds, port.Protocol, logs, nil))
-		chains, inspect := b.serverChains(fmt.Sprintf("ingress_%d", port.Port), nil, filter, vgListenerTLSOf(l.TLS))
+		chains, inspect := b.serverChains(fmt.Sprintf("ingress_%d", port.Port), nil, filter, listenerTLSOf(appmesh.GatewayListenerTLS(l.TLS)))
 		ln := &listenerv3.Listener{
 			Name:             listenerName("ingress", port.Port),
 			Address:          b.bindAddress(b.meshIPPreference(), port.Port),

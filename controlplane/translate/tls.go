@@ -76,61 +76,7 @@ func listenerTLSOf(t *appmesh.ListenerTLS) *listenerTLS {
 	return out
 }
 
-func vgListenerTLSOf(t *appmesh.VirtualGatewayListenerTLS) *listenerTLS {
-	if t == nil {
-		return nil
-	}
-	out := &listenerTLS{mode: t.Mode}
-	if c := t.Certificate; c != nil {
-		switch {
-		case c.File != nil:
-			out.cert = certSource{chain: c.File.CertificateChain, key: c.File.PrivateKey}
-		case c.SDS != nil:
-			out.cert = certSource{sds: c.SDS.SecretName}
-		case c.ACM != nil:
-			out.cert = certSource{acm: []string{c.ACM.CertificateARN}}
-		}
-	}
-	if v := t.Validation; v != nil && v.Trust != nil {
-		switch {
-		case v.Trust.File != nil:
-			out.trust = certSource{chain: v.Trust.File.CertificateChain}
-		case v.Trust.SDS != nil:
-			out.trust = certSource{sds: v.Trust.SDS.SecretName}
-		}
-		out.sans = sansOf(v.SubjectAlternativeNames)
-	}
-	return out
-}
-
 func clientTLSOf(t *appmesh.ClientPolicyTLS) *clientTLS {
-	if t == nil {
-		return nil
-	}
-	out := &clientTLS{enforce: t.Enforce == nil || *t.Enforce, ports: t.Ports}
-	if c := t.Certificate; c != nil {
-		switch {
-		case c.File != nil:
-			out.cert = certSource{chain: c.File.CertificateChain, key: c.File.PrivateKey}
-		case c.SDS != nil:
-			out.cert = certSource{sds: c.SDS.SecretName}
-		}
-	}
-	if v := t.Validation; v != nil && v.Trust != nil {
-		switch {
-		case v.Trust.File != nil:
-			out.trust = certSource{chain: v.Trust.File.CertificateChain}
-		case v.Trust.SDS != nil:
-			out.trust = certSource{sds: v.Trust.SDS.SecretName}
-		case v.Trust.ACM != nil:
-			out.trust = certSource{acm: v.Trust.ACM.CertificateAuthorityARNs}
-		}
-		out.sans = sansOf(v.SubjectAlternativeNames)
-	}
-	return out
-}
-
-func vgClientTLSOf(t *appmesh.VirtualGatewayClientPolicyTLS) *clientTLS {
 	if t == nil {
 		return nil
 	}

@@ -404,7 +404,7 @@ func (v *validator) virtualRouter(s *VirtualRouterSpec) {
 
 func (v *validator) virtualGateway(s *VirtualGatewaySpec) {
 	if d := s.BackendDefaults; d != nil && d.ClientPolicy != nil && d.ClientPolicy.TLS != nil {
-		v.clientPolicyTLS("backendDefaults.clientPolicy.tls", gatewayClientPolicyTLS(d.ClientPolicy.TLS))
+		v.clientPolicyTLS("backendDefaults.clientPolicy.tls", GatewayClientPolicyTLS(d.ClientPolicy.TLS))
 	}
 	if len(s.Listeners) == 0 {
 		v.add("listeners", "is required: a virtual gateway needs at least one listener")
@@ -421,7 +421,7 @@ func (v *validator) virtualGateway(s *VirtualGatewaySpec) {
 				HTTP2: (*VirtualNodeHTTP2ConnectionPool)(c.HTTP2),
 			}
 		}
-		v.listener(p, listener{pm, pool, (*HealthCheckPolicy)(l.HealthCheck), nil, nil, gatewayListenerTLS(l.TLS)}, gatewayListenerProtocols)
+		v.listener(p, listener{pm, pool, (*HealthCheckPolicy)(l.HealthCheck), nil, nil, GatewayListenerTLS(l.TLS)}, gatewayListenerProtocols)
 		v.uniquePort(p, pm, ports)
 	}
 	if l := s.Logging; l != nil && l.AccessLog != nil {

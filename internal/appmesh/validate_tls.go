@@ -123,9 +123,12 @@ func (v *validator) subjectAlternativeNames(p string, s *SubjectAlternativeNames
 	}
 }
 
-// gatewayClientPolicyTLS converts a virtual gateway's client policy to a
+// GatewayClientPolicyTLS converts a virtual gateway's client policy to a
 // virtual node's: the members are the same.
-func gatewayClientPolicyTLS(t *VirtualGatewayClientPolicyTLS) *ClientPolicyTLS {
+func GatewayClientPolicyTLS(t *VirtualGatewayClientPolicyTLS) *ClientPolicyTLS {
+	if t == nil {
+		return nil
+	}
 	out := &ClientPolicyTLS{Enforce: t.Enforce, Ports: t.Ports}
 	if c := t.Certificate; c != nil {
 		out.Certificate = &ClientTLSCertificate{File: (*ListenerTLSFileCertificate)(c.File), SDS: (*ListenerTLSSDSCertificate)(c.SDS)}
@@ -143,9 +146,9 @@ func gatewayClientPolicyTLS(t *VirtualGatewayClientPolicyTLS) *ClientPolicyTLS {
 	return out
 }
 
-// gatewayListenerTLS converts a virtual gateway listener's TLS to a
+// GatewayListenerTLS converts a virtual gateway listener's TLS to a
 // virtual node listener's.
-func gatewayListenerTLS(t *VirtualGatewayListenerTLS) *ListenerTLS {
+func GatewayListenerTLS(t *VirtualGatewayListenerTLS) *ListenerTLS {
 	if t == nil {
 		return nil
 	}
