@@ -65,29 +65,11 @@ func (m *Mesh) checkRoute(vr *VirtualRouter, r *Route) []load.Problem {
 	bad := func(path, format string, args ...any) {
 		loc := r.Loc
 		loc.Path = "spec." + kind + "Route" + path
-		if kind == "http" {
-			loc.Path = "spec.httpRoute" + path
-		}
 		problems = append(problems, load.Problem{Loc: loc, Msg: fmt.Sprintf(format, args...)})
 	}
-	ports := vr.Ports()
-	var listener *Port
-	switch {
-	case matchPort != 0:
-		for i := range ports {
-			if ports[i].Port == matchPort {
-				listener = &ports[i]
-			}
-		}
-		if listener == nil {
-			bad(".match.port", "virtual router %q has no listener on port %d (its listeners: %v)", vr.Name, matchPort, ports)
-		}
-	case len(ports) == 1:
-		listener = &ports[0]
-	case len(ports) == 0:
-		bad("", "virtual router %q has no listeners, so the route can never match", vr.Name)
-	default:
-		bad(".match.port", "is required: virtual router %q has %d listeners (%v)", vr.Name, len(ports), ports)
+	listener, path, msg := pickListener("virtual router", vr.Name, vr.Ports(), matchPort, true)
+	if msg != "" {
+		bad(path, "%s", msg)
 	}
 	if listener != nil && listener.Protocol != kind {
 		bad("", "a %s route cannot be served by virtual router %q's %s listener on port %d", kind, vr.Name, listener.Protocol, listener.Port)
@@ -133,22 +115,9 @@ func (m *Mesh) checkGatewayRoute(vg *VirtualGateway, gr *GatewayRoute) []load.Pr
 		loc.Path = "spec." + kind + "Route" + path
 		problems = append(problems, load.Problem{Loc: loc, Msg: fmt.Sprintf(format, args...)})
 	}
-	ports := vg.Ports()
-	var listener *Port
-	switch {
-	case matchPort != 0:
-		for i := range ports {
-			if ports[i].Port == matchPort {
-				listener = &ports[i]
-			}
-		}
-		if listener == nil {
-			bad(".match.port", "virtual gateway %q has no listener on port %d (its listeners: %v)", vg.Name, matchPort, ports)
-		}
-	case len(ports) == 1:
-		listener = &ports[0]
-	case len(ports) > 1:
-		bad(".match.port", "is required: virtual gateway %q has %d listeners (%v)", vg.Name, len(ports), ports)
+	listener, path, msg := pickListener("virtual gateway", vg.Name, vg.Ports(), matchPort, false)
+	if msg != "" {
+		bad(path, "%s", msg)
 	}
 	if listener != nil && listener.Protocol != kind {
 		bad("", "a %s gateway route cannot be served by virtual gateway %q's %s listener on port %d", kind, vg.Name, listener.Protocol, listener.Port)
@@ -171,4 +140,26 @@ func (m *Mesh) checkGatewayRoute(vg *VirtualGateway, gr *GatewayRoute) []load.Pr
 		bad(".action.target.port", "is required: virtual service %q is served on %d ports (%v)", vs.Name, len(sp), sp)
 	}
 	return problems
+}
+
+// pickListener finds the listener of a router or gateway that a route with
+// matchPort (0: unset) belongs to, or says why there is none.
+func pickListener(what, name string, ports []Port, matchPort int64, needListener bool) (listener *Port, path, problem string) {
+	switch {
+	case matchPort != 0:
+		for i := range ports {
+			if ports[i].Port == matchPort {
+				return &ports[i], "", ""
+			}
+		}
+		return nil, ".match.port", fmt.Sprintf("%s %q has no listener on port %d (its listeners: %v)", what, name, matchPort, ports)
+	case len(ports) == 1:
+		return &ports[0], "", ""
+	case len(ports) == 0:
+		if needListener {
+			return nil, "", fmt.Sprintf("%s %q has no listeners, so the route can never match", what, name)
+		}
+		return nil, "", ""
+	}
+	return nil, ".match.port", fmt.Sprintf("is required: %s %q has %d listeners (%v)", what, name, len(ports), ports)
 }
