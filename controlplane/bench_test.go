@@ -4,7 +4,6 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/meshd/meshd/controlplane/translate"
 	"github.com/meshd/meshd/internal/appmesh/load"
 	"github.com/meshd/meshd/internal/appmesh/model"
 	"github.com/meshd/meshd/internal/xdstest"
@@ -21,7 +20,8 @@ func generated(tb testing.TB, n int) []load.File {
 }
 
 // BenchmarkLoadAndBuild: read, decode, validate and index the 1,000-node
-// mesh (1,000 services, 1,000 routers × 5 routes).
+// mesh (1,000 services, 1,000 routers × 5 routes) — what a reload costs
+// before translation (translate.BenchmarkTranslate).
 func BenchmarkLoadAndBuild(b *testing.B) {
 	files := generated(b, 1000)
 	b.ReportAllocs()
@@ -32,31 +32,6 @@ func BenchmarkLoadAndBuild(b *testing.B) {
 		}
 		if _, problems, _ := model.Build(res.Docs); len(problems) > 0 {
 			b.Fatal(problems[0])
-		}
-	}
-}
-
-// BenchmarkTranslateMesh translates every node of the 1,000-node mesh
-// (Envoy flavor): the target is ≤ 100 ms.
-func BenchmarkTranslateMesh(b *testing.B) {
-	res := load.Files(generated(b, 1000), load.Options{})
-	cfg, problems, _ := model.Build(res.Docs)
-	if len(problems) > 0 {
-		b.Fatal(problems[0])
-	}
-	nodes := translate.New(cfg, translate.Options{}).Nodes()
-	if len(nodes) != 1000 {
-		b.Fatalf("%d nodes", len(nodes))
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		// A new configuration gets a new translator: nothing is reused.
-		tr := translate.New(cfg, translate.Options{})
-		_, errs := tr.All(nodes, translate.Envoy)
-		for _, err := range errs {
-			if err != nil {
-				b.Fatal(err)
-			}
 		}
 	}
 }

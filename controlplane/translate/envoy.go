@@ -37,7 +37,11 @@ func mustAny(m proto.Message) *anypb.Any {
 	return a
 }
 
-func previousHosts() proto.Message { return &prevhostsv3.PreviousHostsPredicate{} }
+// Typed configs without fields, packed once and shared (never modified).
+var (
+	previousHostsAny = mustAny(&prevhostsv3.PreviousHostsPredicate{})
+	routerAny        = mustAny(&routerv3.Router{})
+)
 
 // metadata is filter metadata under MetadataKey; empty values are left out.
 func metadata(kv map[string]string) *corev3.Metadata {
@@ -139,7 +143,7 @@ func hcm(statPrefix, rds, protocol string, logs []*accesslogv3.AccessLog, idle *
 }
 
 func routerFilter() *hcmv3.HttpFilter {
-	return &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}
+	return &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: routerAny}}
 }
 
 func hcmFilter(h *hcmv3.HttpConnectionManager) *listenerv3.Filter {

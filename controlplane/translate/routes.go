@@ -293,7 +293,7 @@ func (b *builder) retry(httpEvents, grpcEvents, tcpEvents []string, maxRetries *
 		rp.PerTryTimeout = toDuration(perTry)
 	}
 	rp.RetryHostPredicate = []*routev3.RetryPolicy_RetryHostPredicate{{Name: "envoy.retry_host_predicates.previous_hosts",
-		ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(previousHosts())}}}
+		ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: previousHostsAny}}}
 	rp.HostSelectionRetryMaxAttempts = 5
 	return rp
 }
