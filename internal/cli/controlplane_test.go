@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,6 +27,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/xds"
 
+	"github.com/meshd/meshd/controlplane"
 	"github.com/meshd/meshd/internal/xdstest"
 )
 
@@ -271,5 +275,17 @@ func TestREADMEControlPlane(t *testing.T) {
 	want := []string{"serviceb.apps.local cds_egress_apps_serviceB_http2_80=75", "serviceb.apps.local cds_egress_apps_serviceBv2_http2_80=25"}
 	if !slices.Equal(got, want) {
 		t.Errorf("rds_egress_http2_80 routes %q, README says %q", got, want)
+	}
+}
+
+func TestDebugNodesHandler(t *testing.T) {
+	srv := controlplane.New(controlplane.Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h := nodesHandler(srv)
+	for query, want := range map[string]string{"": "[]\n", "?format=text": "NODE"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/debug/nodes"+query, nil))
+		if rec.Code != 200 || !strings.HasPrefix(rec.Body.String(), want) {
+			t.Errorf("/debug/nodes%s: %d %q, want prefix %q", query, rec.Code, rec.Body.String(), want)
+		}
 	}
 }
