@@ -285,6 +285,12 @@ func (s *Server) detach(id int64) {
 	s.m.streams.WithLabelValues(st.flavor.String()).Dec()
 	if ns := s.nodes[st.key]; ns != nil {
 		ns.streams--
+		if ns.streams == 0 {
+			// Forget nodes nobody serves any more (pods come and go): a
+			// reconnect translates the node again.
+			delete(s.nodes, st.key)
+			s.cache.ClearSnapshot(st.key)
+		}
 	}
 	s.log.Info("xDS stream closed", "stream", id, "node", st.key)
 }

@@ -425,3 +425,32 @@ func TestFileSourceRefusesMissingDirectory(t *testing.T) {
 		t.Fatalf("Run on a missing directory: %v", err)
 	}
 }
+
+// TestForgetsDisconnectedNodes: state for a node goes with its last stream.
+func TestForgetsDisconnectedNodes(t *testing.T) {
+	h := start(t, apps)
+	c := &xdstest.Client{Node: node("mesh/apps/virtualNode/serviceA")}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, h.cc) }()
+	waitFor(t, c, "serviceA", synced)
+	if n := len(h.srv.Nodes()); n != 1 {
+		t.Fatalf("%d nodes known", n)
+	}
+	cancel()
+	<-done
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.srv.Nodes()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("node state kept after its stream closed: %+v", h.srv.Nodes())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := h.srv.Snapshot("mesh/apps/virtualNode/serviceA|envoy"); err == nil {
+		t.Error("snapshot kept after the node's last stream closed")
+	}
+	// It comes back on reconnect.
+	c2 := &xdstest.Client{Node: node("mesh/apps/virtualNode/serviceA")}
+	h.connect(t, c2)
+	waitFor(t, c2, "serviceA again", synced)
+}
