@@ -7,8 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/meshd/meshd/internal/appmesh/load"
@@ -49,37 +47,25 @@ func LoadDir(dir string, opt load.Options) (Update, error) {
 	return u, nil
 }
 
-// fingerprint summarises the metadata of every configuration file.
+// fingerprint summarises the metadata of the files LoadDir reads.
 func fingerprint(dir string) ([32]byte, error) {
-	h := sha256.New()
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if path != dir && strings.HasPrefix(d.Name(), ".") && !strings.HasPrefix(d.Name(), "..") {
-				// Kubernetes' ..data swaps live in dot directories; the
-				// symlinks pointing into them are what load reads.
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		switch strings.ToLower(filepath.Ext(path)) {
-		case ".json", ".yaml", ".yml":
-		default:
-			return nil
-		}
-		fi, err := os.Stat(path) // follows symlinks
-		if err != nil {
-			fmt.Fprintf(h, "%s:missing\n", path)
-			return nil
-		}
-		fmt.Fprintf(h, "%s:%d:%d\n", path, fi.Size(), fi.ModTime().UnixNano())
-		return nil
-	})
 	var sum [32]byte
+	fsys := os.DirFS(dir)
+	files, err := load.ConfigFiles(fsys, ".")
+	if err != nil {
+		return sum, err
+	}
+	h := sha256.New()
+	for _, f := range files {
+		fi, err := fs.Stat(fsys, f) // follows symlinks
+		if err != nil {
+			fmt.Fprintf(h, "%s:missing\n", f)
+			continue
+		}
+		fmt.Fprintf(h, "%s:%d:%d\n", f, fi.Size(), fi.ModTime().UnixNano())
+	}
 	copy(sum[:], h.Sum(nil))
-	return sum, err
+	return sum, nil
 }
 
 // Run loads the directory, then reloads it on every change.

@@ -120,9 +120,28 @@ type Options struct {
 // MaxFileSize bounds one file.
 const MaxFileSize = 8 << 20
 
-// Dir loads every *.json, *.yaml and *.yml file under root in fsys, in
+// Dir loads every configuration file under root in fsys (ConfigFiles), in
 // lexical order.
 func Dir(fsys fs.FS, root string, opt Options) (*Result, error) {
+	files, err := ConfigFiles(fsys, root)
+	if err != nil {
+		return nil, err
+	}
+	in := make([]File, 0, len(files))
+	for _, f := range files {
+		data, err := readLimited(fsys, f)
+		if err != nil {
+			return nil, err
+		}
+		in = append(in, File{Name: f, Data: data})
+	}
+	return Files(in, opt), nil
+}
+
+// ConfigFiles lists, sorted, the files Dir reads under root: every *.json,
+// *.yaml and *.yml, skipping dot files and dot directories (editor
+// leftovers, Kubernetes' ..data; the symlinks pointing into it are read).
+func ConfigFiles(fsys fs.FS, root string) ([]string, error) {
 	var files []string
 	err := fs.WalkDir(fsys, root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -146,15 +165,7 @@ func Dir(fsys fs.FS, root string, opt Options) (*Result, error) {
 		return nil, fmt.Errorf("read config directory %s: %w", root, err)
 	}
 	sort.Strings(files)
-	in := make([]File, 0, len(files))
-	for _, f := range files {
-		data, err := readLimited(fsys, f)
-		if err != nil {
-			return nil, err
-		}
-		in = append(in, File{Name: f, Data: data})
-	}
-	return Files(in, opt), nil
+	return files, nil
 }
 
 func readLimited(fsys fs.FS, name string) ([]byte, error) {
