@@ -31,29 +31,41 @@ type memoEntry struct {
 	msg      proto.Message
 }
 
+// entry returns key's entry, making it with build the first time key is
+// seen in this translator; the messages it holds are marked shared.
+func (m *memo) entry(key string, build func() *memoEntry) *memoEntry {
+	m.mu.Lock()
+	e, ok := m.entries[key]
+	m.mu.Unlock()
+	if ok {
+		return e
+	}
+	e = build() // outside the lock: other nodes go on meanwhile
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if prev, raced := m.entries[key]; raced {
+		return prev
+	}
+	m.entries[key] = e
+	for _, rs := range e.res {
+		for _, r := range rs {
+			m.sums[r] = nil
+		}
+	}
+	if e.msg != nil {
+		m.sums[e.msg] = nil
+	}
+	return e
+}
+
 // shared adds the resources build adds, building them only the first time
 // key is seen in this translator.
 func (b *builder) shared(key string, build func(sub *builder)) {
-	b.t.memo.mu.Lock()
-	e, ok := b.t.memo.entries[key]
-	b.t.memo.mu.Unlock()
-	if !ok {
+	e := b.t.memo.entry(key, func() *memoEntry {
 		sub := &builder{t: b.t, m: b.m, node: b.node, flavor: b.flavor}
 		build(sub)
-		e = &memoEntry{res: sub.res, warnings: sub.warnings}
-		b.t.memo.mu.Lock()
-		if prev, raced := b.t.memo.entries[key]; raced {
-			e = prev
-		} else {
-			b.t.memo.entries[key] = e
-			for _, rs := range e.res {
-				for _, r := range rs {
-					b.t.memo.sums[r] = nil
-				}
-			}
-		}
-		b.t.memo.mu.Unlock()
-	}
+		return &memoEntry{res: sub.res, warnings: sub.warnings}
+	})
 	for i := range e.res {
 		b.res[i] = append(b.res[i], e.res[i]...)
 	}
@@ -63,21 +75,7 @@ func (b *builder) shared(key string, build func(sub *builder)) {
 // sharedMsg returns the message build makes for key, building it once
 // per translator.
 func (b *builder) sharedMsg(key string, build func() proto.Message) proto.Message {
-	b.t.memo.mu.Lock()
-	e, ok := b.t.memo.entries[key]
-	b.t.memo.mu.Unlock()
-	if ok {
-		return e.msg
-	}
-	m := build()
-	b.t.memo.mu.Lock()
-	defer b.t.memo.mu.Unlock()
-	if prev, raced := b.t.memo.entries[key]; raced {
-		return prev.msg
-	}
-	b.t.memo.entries[key] = &memoEntry{msg: m}
-	b.t.memo.sums[m] = nil
-	return m
+	return b.t.memo.entry(key, func() *memoEntry { return &memoEntry{msg: build()} }).msg
 }
 
 // sharedVirtualHost returns the virtual host of a service on a port,
