@@ -224,11 +224,22 @@ func (v *validator) maxLen(path, s string, max int) {
 	}
 }
 
+// unprintable returns the byte offset and the first whitespace or control
+// character in s, or -1.
+func unprintable(s string) (int, rune) {
+	i := strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) })
+	if i < 0 {
+		return -1, 0
+	}
+	r, _ := utf8.DecodeRuneInString(s[i:])
+	return i, r
+}
+
 // printable checks that s has no whitespace or control characters: it
 // becomes an HTTP header name, a path or a host name in Envoy.
 func (v *validator) printable(path, s string) {
-	if i := strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }); i >= 0 {
-		v.add(path, "must not contain whitespace or control characters, got %q at byte %d", s[i:i+utf8.RuneLen([]rune(s[i:])[0])], i)
+	if i, r := unprintable(s); i >= 0 {
+		v.add(path, "must not contain whitespace or control characters, got %q at byte %d", string(r), i)
 	}
 }
 
@@ -243,7 +254,7 @@ func CheckServiceName(n string) error {
 	case len(n) > 255:
 		return fmt.Errorf("virtual service name is %d bytes long; at most 255 (a DNS name) is accepted", len(n))
 	}
-	if i := strings.IndexFunc(n, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }); i >= 0 {
+	if i, _ := unprintable(n); i >= 0 {
 		return fmt.Errorf("virtual service name %q contains whitespace or a control character at byte %d", n, i)
 	}
 	return nil
