@@ -2,7 +2,10 @@ package xdstest
 
 import (
 	"fmt"
+	"sort"
 	"strings"
+
+	"github.com/meshd/meshd/internal/appmesh/load"
 )
 
 // Generated is a synthetic mesh for scale tests and benchmarks.
@@ -12,6 +15,16 @@ type Generated struct {
 	Files map[string][]byte
 	// Backends[i] lists the virtual services node i calls.
 	Backends [][]int
+}
+
+// LoadFiles returns the files as load reads them, in name order.
+func (g Generated) LoadFiles() []load.File {
+	files := make([]load.File, 0, len(g.Files))
+	for name, data := range g.Files {
+		files = append(files, load.File{Name: name, Data: data})
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Name < files[j].Name })
+	return files
 }
 
 // NodeID is the node id of generated virtual node i.
