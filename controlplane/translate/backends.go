@@ -1,7 +1,6 @@
 package translate
 
 import (
-	"fmt"
 	"sort"
 
 	"github.com/meshd/meshd/internal/appmesh"
@@ -178,10 +177,6 @@ func backendNames(vn *model.VirtualNode) []string {
 		}
 	}
 	return out
-}
-
-func (u *upstream) String() string {
-	return fmt.Sprintf("%s via %s", u.name, u.vs.Name)
 }
 
 // sortRoutes orders routes by priority (unset last), then, as App Mesh

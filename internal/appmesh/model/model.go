@@ -75,9 +75,6 @@ type GatewayRoute struct {
 	Spec *appmesh.GatewayRouteSpec
 }
 
-// ErrInvalid is wrapped by Build's error when the configuration has problems.
-var ErrInvalid = errors.New("invalid App Mesh configuration")
-
 // Build decodes, validates and indexes docs. It returns the problems found
 // (each located by file, document, resource and field); the Config is nil
 // when there is any, so a caller can never serve a partial configuration.
