@@ -25,10 +25,7 @@ import (
 func (b *builder) sidecar(vn *model.VirtualNode) {
 	logs := accessLogs(vnAccessLog(vn.Spec.Logging))
 	if l := vnAccessLog(vn.Spec.Logging); l != nil {
-		b.logKey = fmt.Sprintf("%q|%+v", l.Path, l.Format)
-		if l.Format != nil {
-			b.logKey += fmt.Sprintf("%+v", *l.Format)
-		}
+		b.logKey = fmt.Sprintf("%q|%+v", l.Path, l.Format) // %+v prints the format's content, not its address
 	}
 	if len(vn.Spec.Listeners) > 0 {
 		b.ingress(vn, logs)
