@@ -172,3 +172,21 @@ func checkGolden(t *testing.T, path string, got []byte) {
 		t.Errorf("%s differs (go test ./metrics -update rewrites it):\n got:\n%s\nwant:\n%s", path, got, want)
 	}
 }
+
+// FuzzParseConfigDump: any input is a mapping or an error, never a panic;
+// a mapping's egress targets always name a service and a node.
+func FuzzParseConfigDump(f *testing.F) {
+	f.Add([]byte(`{"configs":[{"@type":"type.googleapis.com/envoy.admin.v3.ClustersConfigDump.DynamicCluster","cluster":{"name":"c","metadata":{"filter_metadata":{"aws.appmesh":{"Direction":"egress","TargetVirtualService":"s","TargetVirtualNode":"n"}}}}}]}`))
+	f.Add([]byte(`{"configs":[{"@type":"type.googleapis.com/envoy.admin.v3.ListenersConfigDump.DynamicListener","active_state":{"listener":{"name":"lds_ingress_0.0.0.0_15000","address":{"socket_address":{"address":"::","port_value":15000}}}}}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := ParseConfigDump(data)
+		if err != nil {
+			return
+		}
+		for name, tg := range m.Egress {
+			if tg.VirtualService == "" || tg.VirtualNode == "" {
+				t.Fatalf("cluster %q: target %+v", name, tg)
+			}
+		}
+	})
+}

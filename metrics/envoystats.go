@@ -1,12 +1,10 @@
 package metrics
 
 import (
-	"bytes"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
-	"strconv"
 )
 
 // EnvoyStats is one read of Envoy's /stats?format=json: counters and gauges
@@ -105,119 +103,204 @@ func (h *Histogram) merge(o *Histogram) {
 	h.Bins = out
 }
 
-// The JSON shapes of /stats?format=json. An element of "stats" is either a
-// counter/gauge/text readout {"name","value"} or {"histograms": …}, where
-// histograms is an object (default quantiles, or histogram_buckets=detailed)
-// or an array (histogram_buckets=cumulative|disjoint).
-type statsJSON struct {
-	Stats []struct {
-		Name       string          `json:"name"`
-		Value      json.RawMessage `json:"value"`
-		Histograms json.RawMessage `json:"histograms"`
-	} `json:"stats"`
-}
-
-type detailedJSON struct {
-	Details []struct {
-		Name   string `json:"name"`
-		Totals []struct {
-			Lower float64 `json:"lower_bound"`
-			Width float64 `json:"width"`
-			Count uint64  `json:"count"`
-		} `json:"totals"`
-	} `json:"details"`
-}
-
-type bucketsJSON []struct {
-	Name    string `json:"name"`
-	Buckets []struct {
-		Upper      float64 `json:"upper_bound"`
-		Cumulative uint64  `json:"cumulative"`
-	} `json:"buckets"`
-}
-
 // ParseStats parses Envoy's /stats?format=json output, with histograms in
 // any of its renderings: histogram_buckets=detailed (bins), cumulative or
 // disjoint (buckets; disjoint must be told with disjoint=true), or the
 // default quantiles (which carry no counts and are skipped). Text readouts
-// are skipped.
+// are skipped. An element of "stats" is a counter/gauge/text readout
+// {"name","value"} or {"histograms": …}, an object (quantiles, detailed) or
+// an array (cumulative, disjoint).
 func ParseStats(data []byte, disjoint bool) (*EnvoyStats, error) {
-	var doc statsJSON
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("envoy stats json: %w", err)
-	}
-	s := &EnvoyStats{Values: make(map[string]float64, len(doc.Stats)), Histograms: map[string]*Histogram{}}
-	for i, e := range doc.Stats {
-		switch {
-		case e.Histograms != nil:
-			if err := s.parseHistograms(e.Histograms, disjoint); err != nil {
-				return nil, fmt.Errorf("envoy stats json: stats[%d].histograms: %w", i, err)
-			}
-		case e.Name == "":
-			return nil, fmt.Errorf("envoy stats json: stats[%d]: no name", i)
-		case len(e.Value) > 0 && e.Value[0] == '"':
-			// a text readout
-		default:
-			v, err := strconv.ParseFloat(string(e.Value), 64)
-			if err != nil {
-				return nil, fmt.Errorf("envoy stats json: %s: value %s: not a number", e.Name, e.Value)
-			}
-			s.Values[e.Name] = v
+	s := &EnvoyStats{Values: map[string]float64{}, Histograms: map[string]*Histogram{}}
+	l := &lexer{b: data}
+	err := l.object(func(k []byte) error {
+		if string(k) != "stats" {
+			return l.skip()
 		}
+		n := 0
+		return l.array(func() error {
+			n++
+			return s.parseElement(l, disjoint, n-1)
+		})
+	})
+	if err == nil {
+		err = l.end()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("envoy stats json: %w", err)
 	}
 	return s, nil
 }
 
-func (s *EnvoyStats) parseHistograms(raw json.RawMessage, disjoint bool) error {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return nil
-	}
-	if raw[0] == '[' {
-		var hs bucketsJSON
-		if err := json.Unmarshal(raw, &hs); err != nil {
-			return err
-		}
-		for _, h := range hs {
-			out := &Histogram{}
-			prevUpper, prevCum := 0.0, uint64(0)
-			for _, b := range h.Buckets {
-				if b.Upper < prevUpper {
-					return fmt.Errorf("%s: bucket bounds not increasing", h.Name)
-				}
-				n := b.Cumulative
-				if !disjoint {
-					if n < prevCum {
-						return fmt.Errorf("%s: cumulative counts decrease", h.Name)
-					}
-					n -= prevCum
-					prevCum = b.Cumulative
-				}
-				if n > 0 {
-					out.Bins = append(out.Bins, Bin{Lower: prevUpper, Width: b.Upper - prevUpper, Count: n})
-				}
-				prevUpper = b.Upper
+func (s *EnvoyStats) parseElement(l *lexer, disjoint bool, idx int) error {
+	var name []byte
+	var value float64
+	hasValue, text := false, false
+	err := l.object(func(k []byte) error {
+		var err error
+		switch string(k) {
+		case "name":
+			name, err = l.rawString()
+		case "value":
+			if l.peek() == '"' {
+				text = true
+				return l.skip()
 			}
-			s.Histograms[h.Name] = out
+			value, err = l.number()
+			hasValue = true
+		case "histograms":
+			if l.peek() == '[' {
+				return s.parseBuckets(l, disjoint)
+			}
+			return s.parseDetailed(l)
+		default:
+			return l.skip()
 		}
-		return nil
-	}
-	var d detailedJSON
-	if err := json.Unmarshal(raw, &d); err != nil {
 		return err
-	}
-	for _, h := range d.Details {
-		out := &Histogram{Bins: make([]Bin, 0, len(h.Totals))}
-		for _, t := range h.Totals {
-			if t.Width < 0 || math.IsNaN(t.Lower) {
-				return fmt.Errorf("%s: bad bin %v,%v", h.Name, t.Lower, t.Width)
-			}
-			if t.Count > 0 {
-				out.Bins = append(out.Bins, Bin{Lower: t.Lower, Width: t.Width, Count: t.Count})
-			}
-		}
-		sort.Slice(out.Bins, func(i, j int) bool { return out.Bins[i].Lower < out.Bins[j].Lower })
-		s.Histograms[h.Name] = out
+	})
+	switch {
+	case err != nil:
+		return err
+	case hasValue && len(name) == 0:
+		return fmt.Errorf("stats[%d]: value without a name", idx)
+	case hasValue:
+		s.Values[string(name)] = value
+	case len(name) > 0 && !text:
+		return fmt.Errorf("stats[%d] (%s): no value", idx, name)
 	}
 	return nil
+}
+
+// parseDetailed reads {"supported_percentiles":…,"details":[{"name",
+// "totals":[{"lower_bound","width","count"}],…}]} (histogram_buckets=
+// detailed); the default {"supported_quantiles","computed_quantiles"}
+// carries no counts and is skipped.
+func (s *EnvoyStats) parseDetailed(l *lexer) error {
+	return l.object(func(k []byte) error {
+		if string(k) != "details" {
+			return l.skip()
+		}
+		return l.array(func() error {
+			var name string
+			h := &Histogram{}
+			err := l.object(func(k []byte) error {
+				switch string(k) {
+				case "name":
+					var err error
+					name, err = l.str()
+					return err
+				case "totals":
+					return l.array(func() error {
+						var b Bin
+						var count float64
+						err := l.object(func(k []byte) error {
+							var err error
+							switch string(k) {
+							case "lower_bound":
+								b.Lower, err = l.number()
+							case "width":
+								b.Width, err = l.number()
+							case "count":
+								count, err = l.number()
+							default:
+								err = l.skip()
+							}
+							return err
+						})
+						if err != nil {
+							return err
+						}
+						if b.Width < 0 || count < 0 || count != math.Trunc(count) || count > 1<<53 {
+							return fmt.Errorf("%s: bad bin %v,%v:%v", name, b.Lower, b.Width, count)
+						}
+						if b.Count = uint64(count); b.Count > 0 {
+							h.Bins = append(h.Bins, b)
+						}
+						return nil
+					})
+				default:
+					return l.skip()
+				}
+			})
+			if err != nil {
+				return err
+			}
+			if name == "" {
+				return errors.New("histogram without a name")
+			}
+			sort.Slice(h.Bins, func(i, j int) bool { return h.Bins[i].Lower < h.Bins[j].Lower })
+			s.Histograms[name] = h
+			return nil
+		})
+	})
+}
+
+// parseBuckets reads [{"name","buckets":[{"upper_bound","interval",
+// "cumulative"}]}] (histogram_buckets=cumulative or disjoint).
+func (s *EnvoyStats) parseBuckets(l *lexer, disjoint bool) error {
+	return l.array(func() error {
+		var name string
+		type bucket struct{ upper, n float64 }
+		var buckets []bucket
+		err := l.object(func(k []byte) error {
+			switch string(k) {
+			case "name":
+				var err error
+				name, err = l.str()
+				return err
+			case "buckets":
+				return l.array(func() error {
+					var b bucket
+					if err := l.object(func(k []byte) error {
+						var err error
+						switch string(k) {
+						case "upper_bound":
+							b.upper, err = l.number()
+						case "cumulative":
+							b.n, err = l.number()
+						default:
+							err = l.skip()
+						}
+						return err
+					}); err != nil {
+						return err
+					}
+					buckets = append(buckets, b)
+					return nil
+				})
+			default:
+				return l.skip()
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if name == "" {
+			return errors.New("histogram without a name")
+		}
+		out := &Histogram{}
+		prevUpper, prevCum := 0.0, 0.0
+		for _, b := range buckets {
+			if b.upper < prevUpper {
+				return fmt.Errorf("%s: bucket bounds not increasing", name)
+			}
+			if b.n < 0 || b.n != math.Trunc(b.n) || b.n > 1<<53 {
+				return fmt.Errorf("%s: bad bucket count %v", name, b.n)
+			}
+			n := b.n
+			if !disjoint {
+				if n < prevCum {
+					return fmt.Errorf("%s: cumulative counts decrease", name)
+				}
+				n -= prevCum
+				prevCum = b.n
+			}
+			if n > 0 {
+				out.Bins = append(out.Bins, Bin{Lower: prevUpper, Width: b.upper - prevUpper, Count: uint64(n)})
+			}
+			prevUpper = b.upper
+		}
+		s.Histograms[name] = out
+		return nil
+	})
 }
