@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -84,6 +85,7 @@ type Collector struct {
 	counters map[string]float64
 
 	up          prometheus.Gauge
+	upState     atomic.Bool
 	collections *prometheus.CounterVec
 	duration    prometheus.Histogram
 	series      prometheus.Gauge
@@ -136,6 +138,9 @@ func NewCollector(opt Options) (*Collector, error) {
 	return c, nil
 }
 
+// Up reports whether the last read of Envoy succeeded.
+func (c *Collector) Up() bool { return c.upState.Load() }
+
 // Snapshot returns a collection no older than MaxAge, collecting if
 // needed. On error Envoy is marked down and nothing stale is returned.
 func (c *Collector) Snapshot(ctx context.Context) (*Snapshot, error) {
@@ -158,11 +163,13 @@ func (c *Collector) snapshot(ctx context.Context, maxAge time.Duration) (*Snapsh
 	c.duration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		c.up.Set(0)
+		c.upState.Store(false)
 		c.collections.WithLabelValues("error").Inc()
 		c.last = nil
 		return nil, err
 	}
 	c.up.Set(1)
+	c.upState.Store(true)
 	c.collections.WithLabelValues("ok").Inc()
 	c.series.Set(float64(len(s.Series)))
 	c.last = s
