@@ -123,8 +123,8 @@ func NewCollector(opt Options) (*Collector, error) {
 			Help: "Extension series in the last collection."}),
 		mappings: prometheus.NewCounter(prometheus.CounterOpts{Name: "meshd_metrics_mapping_reads_total",
 			Help: "Reads of Envoy's /config_dump after a CDS or LDS change."}),
-		resets: prometheus.NewCounter(prometheus.CounterOpts{Name: "meshd_metrics_envoy_counter_resets_total",
-			Help: "Times Envoy's counters went backwards (an Envoy restart)."}),
+		resets: prometheus.NewCounter(prometheus.CounterOpts{Name: "meshd_metrics_envoy_restarts_total",
+			Help: "Envoy restarts seen as counters going backwards."}),
 	}
 	c.collections.WithLabelValues("ok")
 	c.collections.WithLabelValues("error")
