@@ -207,3 +207,52 @@ func TestRouteChangeVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedChangeVersions: a change that reaches only shared messages
+// (network filters, egress clusters), which are hashed once per translator
+// and enter listener and cluster versions by their hashes, changes exactly
+// the versions of the nodes served them, and nothing else.
+func TestSharedChangeVersions(t *testing.T) {
+	envoyAndGRPC := func(node string) []string {
+		return []string{"mesh/features/virtualNode/" + node + " envoy", "mesh/features/virtualNode/" + node + " grpc"}
+	}
+	cases := []struct {
+		file, old, new string
+		typ            resource.Type
+		reach          []string // nodes whose version of typ must change
+	}{
+		// An access log format: only inside the network filters (HTTP
+		// connection manager, TCP proxy) of api's listeners.
+		{"api.yaml", `{key: code, value: "%RESPONSE_CODE%"}`, `{key: code, value: "%RESPONSE_FLAGS%"}`,
+			resource.ListenerType, []string{"mesh/features/virtualNode/api envoy"}},
+		// An access log path: frontend's shared egress filters.
+		{"frontend.yaml", "path: /dev/stdout", "path: /dev/stderr",
+			resource.ListenerType, []string{"mesh/features/virtualNode/frontend envoy"}},
+		// A target listener's outlier detection: only the shared egress
+		// clusters of api's clients.
+		{"api.yaml", "maxEjectionPercent: 50", "maxEjectionPercent: 40",
+			resource.ClusterType, append(envoyAndGRPC("frontend"), envoyAndGRPC("batch")...)},
+		// A target's DNS name: the shared clusters' endpoints (and SANs).
+		{"shared.yaml", "dns: {hostname: shared.features.local}", "dns: {hostname: shared2.features.local}",
+			resource.ClusterType, envoyAndGRPC("frontend")},
+	}
+	for _, c := range cases {
+		files := readDir(t, featuresDir)
+		before := translateAll(t, New(buildFiles(t, files...), Options{}))
+		after := translateAll(t, New(buildFiles(t, edit(t, files, c.file, c.old, c.new)...), Options{}))
+		reach := map[string]bool{}
+		for _, k := range c.reach {
+			reach[k] = true
+		}
+		for k, b := range before {
+			a := after[k]
+			for _, typ := range ResourceTypes {
+				changed := a.Versions[typ] != b.Versions[typ]
+				want := reach[k] && typ == c.typ
+				if changed != want {
+					t.Errorf("%s: after editing %s (%s), %s version changed: %v, want %v", k, c.file, c.new, shortType(typ), changed, want)
+				}
+			}
+		}
+	}
+}

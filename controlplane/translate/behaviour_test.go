@@ -882,3 +882,53 @@ spec:
 		}
 	}
 }
+
+// TestSharedFiltersKeepEachNodesAccessLog: network filters are shared
+// between nodes with the same access log, so nodes whose access logs
+// differ, however alike they print, each get their own.
+func TestSharedFiltersKeepEachNodesAccessLog(t *testing.T) {
+	node := func(name, json string) string {
+		return fmt.Sprintf(`meshName: m
+virtualNodeName: %s
+spec:
+  listeners: [{portMapping: {port: 8080, protocol: http}}]
+  serviceDiscovery: {dns: {hostname: %[1]s.m.local}}
+  backends: [{virtualService: {virtualServiceName: web.m.local}}]
+  logging: {accessLog: {file: {path: /dev/stdout, format: {json: %s}}}}`, name, json)
+	}
+	cfg := buildYAML(t, "meshName: m\nspec: {}",
+		node("a", `[{key: k, value: "v} {Key:k2 Value:v2"}]`),
+		node("b", `[{key: k, value: v}, {key: k2, value: v2}]`),
+		`meshName: m
+virtualNodeName: web
+spec:
+  listeners: [{portMapping: {port: 80, protocol: http}}]
+  serviceDiscovery: {dns: {hostname: web.m.local}}
+---
+meshName: m
+virtualServiceName: web.m.local
+spec: {provider: {virtualNode: {virtualNodeName: web}}}`)
+	tr := New(cfg, Options{})
+	for _, c := range []struct {
+		node string
+		want map[string]string
+	}{
+		{"a", map[string]string{"k": "v} {Key:k2 Value:v2"}},
+		{"b", map[string]string{"k": "v", "k2": "v2"}},
+	} {
+		r := translateNode(t, tr, vn("m", c.node), Envoy)
+		want := "/dev/stdout json=" + fmt.Sprint(c.want)
+		for _, ln := range []string{"lds_ingress_0.0.0.0_15000", "lds_egress_0.0.0.0_15001"} {
+			for _, fc := range findListener(t, r, ln).FilterChains {
+				if fc.Filters[0].Name != "envoy.filters.network.http_connection_manager" {
+					continue
+				}
+				for _, l := range hcmOf(t, fc).AccessLog {
+					if got := fileLog(t, l.GetTypedConfig()); got != want {
+						t.Errorf("%s %s/%s: access log %q, want %q", c.node, ln, fc.Name, got, want)
+					}
+				}
+			}
+		}
+	}
+}

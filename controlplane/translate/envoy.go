@@ -41,15 +41,38 @@ func mustAny(m proto.Message) *anypb.Any {
 var (
 	previousHostsAny = mustAny(&prevhostsv3.PreviousHostsPredicate{})
 	routerAny        = mustAny(&routerv3.Router{})
+	originalDstAny   = mustAny(&origdstv3.OriginalDst{})
+	tlsInspectorAny  = mustAny(&tlsinspv3.TlsInspector{})
 )
 
-// metadata is filter metadata under MetadataKey; empty values are left out.
-func metadata(kv map[string]string) *corev3.Metadata {
-	fields := map[string]*structpb.Value{}
-	for k, v := range kv {
-		if v != "" {
-			fields[k] = structpb.NewStringValue(v)
+// Constant messages shared by many resources (never modified).
+var (
+	oneSecond              = durationpb.New(time.Second)
+	defaultCircuitBreakers = newCircuitBreakers(nil, nil, nil)
+)
+
+// metadata is filter metadata under MetadataKey from key, value pairs;
+// empty values are left out.
+func metadata(kv ...string) *corev3.Metadata {
+	n := 0
+	for i := 1; i < len(kv); i += 2 {
+		if kv[i] != "" {
+			n++
 		}
+	}
+	// One allocation for all the values, one for their kinds.
+	vals := make([]structpb.Value, n)
+	kinds := make([]structpb.Value_StringValue, n)
+	fields := make(map[string]*structpb.Value, n)
+	j := 0
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] == "" {
+			continue
+		}
+		kinds[j].StringValue = kv[i+1]
+		vals[j].Kind = &kinds[j]
+		fields[kv[i]] = &vals[j]
+		j++
 	}
 	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{MetadataKey: {Fields: fields}}}
 }
@@ -66,8 +89,15 @@ func socketAddress(host string, port int64) *corev3.Address {
 const maxThreshold = 2147483647
 
 // circuitBreakers are App Mesh's defaults (effectively off), overridden by a
-// listener's connection pool.
+// listener's connection pool. The defaults are one shared message.
 func circuitBreakers(maxConnections, maxPending, maxRequests *int64) *clusterv3.CircuitBreakers {
+	if maxConnections == nil && maxPending == nil && maxRequests == nil {
+		return defaultCircuitBreakers
+	}
+	return newCircuitBreakers(maxConnections, maxPending, maxRequests)
+}
+
+func newCircuitBreakers(maxConnections, maxPending, maxRequests *int64) *clusterv3.CircuitBreakers {
 	v := func(p *int64) *wrapperspb.UInt32Value {
 		if p == nil {
 			return wrapperspb.UInt32(maxThreshold)
@@ -95,7 +125,7 @@ func staticCluster(name, host string, port int64) *clusterv3.Cluster {
 	return &clusterv3.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-		ConnectTimeout:       durationpb.New(time.Second),
+		ConnectTimeout:       oneSecond,
 		LoadAssignment:       loadAssignment(name, host, port),
 	}
 }
@@ -113,7 +143,7 @@ func originalDstCluster(name string) *clusterv3.Cluster {
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
 		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
-		ConnectTimeout:       durationpb.New(time.Second),
+		ConnectTimeout:       oneSecond,
 		CircuitBreakers:      circuitBreakers(nil, nil, nil),
 	}
 }
@@ -160,16 +190,16 @@ func tcpProxyFilter(statPrefix string, clusters []*tcpv3.TcpProxy_WeightedCluste
 	return &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)}}
 }
 
-func listenerFilter(name string, m proto.Message) *listenerv3.ListenerFilter {
-	return &listenerv3.ListenerFilter{Name: name, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(m)}}
+func listenerFilter(name string, typed *anypb.Any) *listenerv3.ListenerFilter {
+	return &listenerv3.ListenerFilter{Name: name, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: typed}}
 }
 
 func originalDst() *listenerv3.ListenerFilter {
-	return listenerFilter("envoy.filters.listener.original_dst", &origdstv3.OriginalDst{})
+	return listenerFilter("envoy.filters.listener.original_dst", originalDstAny)
 }
 
 func tlsInspector() *listenerv3.ListenerFilter {
-	return listenerFilter("envoy.filters.listener.tls_inspector", &tlsinspv3.TlsInspector{})
+	return listenerFilter("envoy.filters.listener.tls_inspector", tlsInspectorAny)
 }
 
 // accessLogs translates an App Mesh file access log.

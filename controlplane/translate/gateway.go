@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -53,7 +54,7 @@ func (b *builder) gateway(vg *model.VirtualGateway) {
 		c := staticCluster(self, "127.0.0.1", EgressPort)
 		c.ConnectTimeout = durationpb.New(250e6)
 		c.CircuitBreakers = vgPool(l.ConnectionPool)
-		c.Metadata = metadata(map[string]string{"Mesh": b.m.Name, "VirtualGateway": vg.Name, "Direction": "ingress", "Protocol": port.Protocol, "Port": fmt.Sprint(port.Port)})
+		c.Metadata = metadata("Mesh", b.m.Name, "VirtualGateway", vg.Name, "Direction", "ingress", "Protocol", port.Protocol, "Port", strconv.FormatInt(port.Port, 10))
 		http2Options(c, port.Protocol)
 		b.add(iCluster, c)
 
@@ -200,7 +201,7 @@ func (b *builder) gatewayRoute(gr *model.GatewayRoute, self string) []*routev3.R
 		Timeout:          durationpb.New(defaultPerRequest),
 	}
 	r := &routev3.Route{Name: gr.Name, Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-		Metadata: metadata(map[string]string{"Mesh": b.m.Name, "TargetVirtualService": vs, "GatewayRoute": gr.Name})}
+		Metadata: metadata("Mesh", b.m.Name, "TargetVirtualService", vs, "GatewayRoute", gr.Name)}
 	var hostRewrite *appmesh.GatewayRouteHostnameRewrite
 	var hostname *appmesh.GatewayRouteHostnameMatch
 	var prefixRewrite *appmesh.HTTPGatewayRoutePrefixRewrite

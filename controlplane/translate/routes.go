@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -81,12 +82,24 @@ func (b *builder) route(s service, sp servicePort, r route) *routev3.Route {
 	}
 	act.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}
 	er.Action = &routev3.Route_Route{Route: act}
-	er.Metadata = metadata(map[string]string{"Mesh": b.m.Name, "TargetVirtualService": s.vs.Name, "Route": r.name})
+	er.Metadata = metadata("Mesh", b.m.Name, "TargetVirtualService", s.vs.Name, "Route", r.name)
 	return er
 }
 
+// The default timeouts, shared (never modified).
+var (
+	defaultPerRequestDuration = durationpb.New(defaultPerRequest)
+	defaultIdleDuration       = durationpb.New(defaultIdle)
+)
+
 func durationOr(d *appmesh.Duration, def time.Duration) *durationpb.Duration {
 	if d == nil || d.Value == nil {
+		switch def {
+		case defaultPerRequest:
+			return defaultPerRequestDuration
+		case defaultIdle:
+			return defaultIdleDuration
+		}
 		return durationpb.New(def)
 	}
 	return toDuration(d)
@@ -243,12 +256,10 @@ func (b *builder) grpcRetry(p *appmesh.GRPCRetryPolicy) *routev3.RetryPolicy {
 }
 
 func (b *builder) retry(httpEvents, grpcEvents, tcpEvents []string, maxRetries *int64, perTry *appmesh.Duration) *routev3.RetryPolicy {
-	var on []string
+	on := make([]string, 0, 8)
 	var codes []uint32
-	seen := map[string]bool{}
 	add := func(c string) {
-		if !seen[c] {
-			seen[c] = true
+		if !slices.Contains(on, c) {
 			on = append(on, c)
 		}
 	}

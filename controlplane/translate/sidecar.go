@@ -3,6 +3,7 @@ package translate
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -25,7 +26,9 @@ import (
 func (b *builder) sidecar(vn *model.VirtualNode) {
 	logs := accessLogs(vnAccessLog(vn.Spec.Logging))
 	if l := vnAccessLog(vn.Spec.Logging); l != nil {
-		b.logKey = fmt.Sprintf("%q|%+v", l.Path, l.Format) // %+v prints the format's content, not its address
+		// %#v prints the format's content (not its address) with its
+		// strings quoted, so different formats never print alike.
+		b.logKey = fmt.Sprintf("%q|%#v", l.Path, l.Format)
 	}
 	if len(vn.Spec.Listeners) > 0 {
 		b.ingress(vn, logs)
@@ -85,13 +88,13 @@ func (b *builder) ingress(vn *model.VirtualNode, logs []*accesslogv3.AccessLog) 
 		cname := clusterName("ingress", b.m.Name, vn.Name, port.Protocol, port.Port)
 		c := staticCluster(cname, local, port.Port)
 		c.CircuitBreakers = vnPool(l.ConnectionPool)
-		c.Metadata = metadata(map[string]string{"Mesh": b.m.Name, "VirtualNode": vn.Name, "Direction": "ingress", "Protocol": port.Protocol, "Port": fmt.Sprint(port.Port)})
+		c.Metadata = metadata("Mesh", b.m.Name, "VirtualNode", vn.Name, "Direction", "ingress", "Protocol", port.Protocol, "Port", strconv.FormatInt(port.Port, 10))
 		http2Options(c, port.Protocol)
 		b.add(iCluster, c)
 
 		statPrefix := "ingress"
 		if len(vn.Spec.Listeners) > 1 {
-			statPrefix = fmt.Sprintf("ingress.%s.%d", port.Protocol, port.Port)
+			statPrefix = "ingress." + port.Protocol + "." + strconv.FormatInt(port.Port, 10)
 		}
 		perRequest, idle := listenerTimeouts(l.Timeout)
 		var filter *listenerv3.Filter
@@ -110,9 +113,14 @@ func (b *builder) ingress(vn *model.VirtualNode, logs []*accesslogv3.AccessLog) 
 					}},
 				}},
 			}}})
-			filter = hcmFilter(hcm(statPrefix, rds, port.Protocol, logs, idle))
+			// The same for every node with the same access log.
+			k := appendKeyString([]byte("hcm|ingress|"), statPrefix)
+			k = appendKeyString(k, rds)
+			k = appendKeyString(k, port.Protocol)
+			k = appendKeyDuration(k, idle)
+			filter = b.sharedFilter(string(k), func() *listenerv3.Filter { return hcmFilter(hcm(statPrefix, rds, port.Protocol, logs, idle)) })
 		}
-		chains, inspect := b.serverChains(fmt.Sprintf("ingress_%d", port.Port), portMatch(port.Port), filter, listenerTLSOf(l.TLS))
+		chains, inspect := b.serverChains("ingress_"+strconv.FormatInt(port.Port, 10), portMatch(port.Port), filter, listenerTLSOf(l.TLS))
 		needInspector = needInspector || inspect
 		ln.FilterChains = append(ln.FilterChains, chains...)
 	}
@@ -125,7 +133,7 @@ func (b *builder) ingress(vn *model.VirtualNode, logs []*accesslogv3.AccessLog) 
 // listenerTimeouts gives a listener's per-request and idle timeouts with
 // App Mesh's defaults (15 s, 300 s; 0 disables).
 func listenerTimeouts(t *appmesh.ListenerTimeout) (perRequest, idle *durationpb.Duration) {
-	perRequest, idle = durationpb.New(defaultPerRequest), durationpb.New(defaultIdle)
+	perRequest, idle = defaultPerRequestDuration, defaultIdleDuration
 	if t == nil {
 		return perRequest, idle
 	}
@@ -180,7 +188,7 @@ func (b *builder) egressListener(pref string, services []service, logs []*access
 		}
 	}
 	allowAll := b.m.Spec.EgressFilter != nil && b.m.Spec.EgressFilter.Type == "ALLOW_ALL"
-	allowAllCluster := fmt.Sprintf("cds_egress_%s_mesh-allow-all", b.m.Name)
+	allowAllCluster := "cds_egress_" + b.m.Name + "_mesh-allow-all"
 	for _, port := range sortedKeys(byPort) {
 		entries := byPort[port]
 		var httpEntries, tcpEntries []portEntry
@@ -204,7 +212,7 @@ func (b *builder) egressListener(pref string, services []service, logs []*access
 			rds := routeConfigName("egress", proto, port)
 			rc := &routev3.RouteConfiguration{Name: rds}
 			for _, e := range httpEntries {
-				rc.VirtualHosts = append(rc.VirtualHosts, b.sharedVirtualHost(e.s, e.sp, []string{e.s.vs.Name, fmt.Sprintf("%s:%d", e.s.vs.Name, port)}))
+				rc.VirtualHosts = append(rc.VirtualHosts, b.sharedVirtualHost(e.s, e.sp, []string{e.s.vs.Name, e.s.vs.Name + ":" + strconv.FormatInt(port, 10)}))
 			}
 			if allowAll {
 				rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: "mesh-allow-all", Domains: []string{"*"}, Routes: []*routev3.Route{{
@@ -214,7 +222,7 @@ func (b *builder) egressListener(pref string, services []service, logs []*access
 			}
 			b.add(iRoute, rc)
 			ln.FilterChains = append(ln.FilterChains, &listenerv3.FilterChain{
-				Name: fmt.Sprintf("egress_%s_%d", proto, port), FilterChainMatch: portMatch(port),
+				Name: "egress_" + proto + "_" + strconv.FormatInt(port, 10), FilterChainMatch: portMatch(port),
 				Filters: []*listenerv3.Filter{b.sharedFilter("hcm|egress|"+rds+"|"+proto, func() *listenerv3.Filter { return hcmFilter(hcm("egress", rds, proto, logs, nil)) })},
 			})
 			continue
@@ -239,11 +247,11 @@ func (b *builder) egressListener(pref string, services []service, logs []*access
 			idle = durationOr(r.spec.TCPRoute.Timeout.Idle, defaultIdle)
 		}
 		ln.FilterChains = append(ln.FilterChains, &listenerv3.FilterChain{
-			Name: fmt.Sprintf("egress_tcp_%d", port), FilterChainMatch: portMatch(port),
+			Name: "egress_tcp_" + strconv.FormatInt(port, 10), FilterChainMatch: portMatch(port),
 			Filters: []*listenerv3.Filter{tcpProxyFilter("egress", cw, logs, idle)},
 		})
 	}
-	aws := fmt.Sprintf("cds_egress_%s_amazonaws", b.m.Name)
+	aws := "cds_egress_" + b.m.Name + "_amazonaws"
 	ln.FilterChains = append(ln.FilterChains, &listenerv3.FilterChain{
 		Name:             "egress_amazonaws",
 		FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(443), ServerNames: []string{"*.amazonaws.com"}, TransportProtocol: "tls"},
@@ -251,13 +259,13 @@ func (b *builder) egressListener(pref string, services []service, logs []*access
 			return tcpProxyFilter("egress", []*tcpv3.TcpProxy_WeightedCluster_ClusterWeight{{Name: aws, Weight: 1}}, logs, nil)
 		})},
 	})
-	b.add(iCluster, originalDstCluster(aws))
+	b.sharedOriginalDstCluster(aws)
 	if allowAll {
 		ln.DefaultFilterChain = &listenerv3.FilterChain{
 			Name:    "egress_mesh-allow-all",
 			Filters: []*listenerv3.Filter{tcpProxyFilter("egress", []*tcpv3.TcpProxy_WeightedCluster_ClusterWeight{{Name: allowAllCluster, Weight: 1}}, logs, nil)},
 		}
-		b.add(iCluster, originalDstCluster(allowAllCluster))
+		b.sharedOriginalDstCluster(allowAllCluster)
 	}
 	b.add(iListener, ln)
 }
@@ -274,11 +282,26 @@ func sortedKeys[V any](m map[int64]V) []int64 {
 // egressCluster adds the cluster for one target virtual node listener,
 // shared by every node that reaches it the same way.
 func (b *builder) egressCluster(up *upstream) {
-	key := fmt.Sprintf("cluster|%d|%s|%s|%s|%d", b.flavor, up.name, up.vs.Name, up.vn.Name, up.port.Port)
+	key := append(b.key[:0], "cluster|"...)
+	key = appendKeyInt(key, int64(b.flavor))
+	key = appendKeyString(key, up.name)
+	key = appendKeyString(key, up.vs.Name)
+	key = appendKeyString(key, up.vn.Name)
+	key = appendKeyInt(key, up.port.Port)
 	if up.policy != nil {
-		key += fmt.Sprintf("|%+v", *up.policy)
+		key = fmt.Appendf(key, "|%#v", *up.policy) // strings quoted: policies never print alike
 	}
+	b.key = key
 	b.shared(key, func(sub *builder) { sub.buildEgressCluster(up) })
+}
+
+// sharedOriginalDstCluster adds the original-destination cluster name,
+// the same for every node.
+func (b *builder) sharedOriginalDstCluster(name string) {
+	key := append(b.key[:0], "odst|"...)
+	key = appendKeyString(key, name)
+	b.key = key
+	b.shared(key, func(sub *builder) { sub.add(iCluster, originalDstCluster(name)) })
 }
 
 func (b *builder) buildEgressCluster(up *upstream) {
@@ -286,13 +309,13 @@ func (b *builder) buildEgressCluster(up *upstream) {
 	l := vn.Listener(up.port.Port)
 	c := &clusterv3.Cluster{
 		Name:            up.name,
-		ConnectTimeout:  durationpb.New(time.Second),
+		ConnectTimeout:  oneSecond,
 		CircuitBreakers: circuitBreakers(nil, nil, nil),
-		Metadata: metadata(map[string]string{
-			"Mesh": b.m.Name, "Direction": "egress",
-			"TargetVirtualService": up.vs.Name, "TargetVirtualNode": vn.Name,
-			"Protocol": up.port.Protocol, "Port": fmt.Sprint(up.port.Port),
-		}),
+		Metadata: metadata(
+			"Mesh", b.m.Name, "Direction", "egress",
+			"TargetVirtualService", up.vs.Name, "TargetVirtualNode", vn.Name,
+			"Protocol", up.port.Protocol, "Port", strconv.FormatInt(up.port.Port, 10),
+		),
 	}
 	sd := vn.Spec.ServiceDiscovery
 	switch {

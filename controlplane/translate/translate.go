@@ -28,7 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,7 +114,7 @@ type Translator struct {
 
 // New returns a Translator for cfg.
 func New(cfg *model.Config, opt Options) *Translator {
-	return &Translator{cfg: cfg, opt: opt, memo: memo{entries: map[string]*memoEntry{}, sums: map[proto.Message]*[32]byte{}}}
+	return &Translator{cfg: cfg, opt: opt, memo: memo{entries: map[string]*memoEntry{}, sums: map[proto.Message]*digest{}, services: map[*model.VirtualService]*service{}}}
 }
 
 // Nodes lists every virtual node and virtual gateway in the configuration.
@@ -171,10 +171,19 @@ type builder struct {
 	m        *model.Mesh
 	node     appmesh.Resource
 	flavor   Flavor
-	res      [4][]types.Resource // clusters, endpoints, listeners, routes
+	res      [4][]item // clusters, endpoints, listeners, routes
 	warnings []string
 	// logKey identifies the node's access log, for sharing filters.
 	logKey string
+	// key is scratch space for memo keys.
+	key []byte
+}
+
+// item is a resource, its name and, for a shared one, its digest.
+type item struct {
+	r    types.Resource
+	name string
+	d    *digest
 }
 
 const (
@@ -184,7 +193,9 @@ const (
 	iRoute
 )
 
-func (b *builder) add(i int, r types.Resource) { b.res[i] = append(b.res[i], r) }
+func (b *builder) add(i int, r types.Resource) {
+	b.res[i] = append(b.res[i], item{r: r, name: nameOf(r)})
+}
 
 func (b *builder) warn(format string, args ...any) {
 	b.warnings = append(b.warnings, fmt.Sprintf(format, args...))
@@ -193,20 +204,33 @@ func (b *builder) warn(format string, args ...any) {
 var marshal = proto.MarshalOptions{Deterministic: true}
 
 func (b *builder) finish() (*Resources, error) {
-	out := &Resources{Node: b.node, Flavor: b.flavor, Types: map[resource.Type][]types.Resource{}, Versions: map[resource.Type]string{}, Warnings: b.warnings}
+	out := &Resources{Node: b.node, Flavor: b.flavor, Types: make(map[resource.Type][]types.Resource, len(ResourceTypes)), Versions: make(map[resource.Type]string, len(ResourceTypes)), Warnings: b.warnings}
+	var sums []byte // the resources' digests, for a type's version
 	for i, typ := range ResourceTypes {
 		items := b.res[i]
-		sort.SliceStable(items, func(x, y int) bool { return nameOf(items[x]) < nameOf(items[y]) })
-		h := sha256.New()
-		for _, r := range items {
-			s, err := b.t.sum(r)
-			if err != nil {
-				return nil, fmt.Errorf("marshal %s %q: %w", typ, nameOf(r), err)
-			}
-			h.Write(s[:])
+		slices.SortStableFunc(items, func(x, y item) int { return strings.Compare(x.name, y.name) })
+		sums = slices.Grow(sums[:0], len(items)*sha256.Size)
+		var rs []types.Resource
+		if len(items) > 0 {
+			rs = make([]types.Resource, len(items))
 		}
-		out.Types[typ] = items
-		out.Versions[typ] = hex.EncodeToString(h.Sum(nil)[:8])
+		for j, it := range items {
+			rs[j] = it.r
+			var s [32]byte
+			var err error
+			if it.d != nil {
+				s, err = it.d.s, it.d.err
+			} else {
+				s, err = b.t.memo.hash(it.r) // private: not published yet
+			}
+			if err != nil {
+				return nil, fmt.Errorf("marshal %s %q: %w", typ, it.name, err)
+			}
+			sums = append(sums, s[:]...)
+		}
+		out.Types[typ] = rs
+		sum := sha256.Sum256(sums)
+		out.Versions[typ] = hex.EncodeToString(sum[:8])
 	}
 	return out, nil
 }
@@ -232,9 +256,11 @@ func nameOf(r types.Resource) string {
 
 // Names used by App Mesh.
 
-func listenerName(dir string, port int64) string { return fmt.Sprintf("lds_%s_0.0.0.0_%d", dir, port) }
+func listenerName(dir string, port int64) string {
+	return "lds_" + dir + "_0.0.0.0_" + strconv.FormatInt(port, 10)
+}
 func routeConfigName(dir, proto string, port int64) string {
-	return fmt.Sprintf("rds_%s_%s_%d", dir, proto, port)
+	return "rds_" + dir + "_" + proto + "_" + strconv.FormatInt(port, 10)
 }
 func clusterName(dir, mesh, node, proto string, port int64) string {
 	return "cds_" + dir + "_" + mesh + "_" + node + "_" + proto + "_" + strconv.FormatInt(port, 10)
