@@ -32,8 +32,16 @@ type exportFlags struct {
 	interval, maxAge                           time.Duration
 }
 
-func (f *exportFlags) register(fs *flag.FlagSet) {
+func (f *exportFlags) register(fs *flag.FlagSet, listen bool) {
+	if !listen {
+		f.registerPush(fs)
+		return
+	}
 	fs.StringVar(&f.listen, "metrics-listen", DefaultExtensionListen, "`addr`ess of meshd's Prometheus endpoint: /stats/prometheus (meshd's own metrics, Envoy's exposition and envoy_appmesh_*), /metrics (meshd's own), /healthz, /readyz (Envoy reachable) (empty disables)")
+	f.registerPush(fs)
+}
+
+func (f *exportFlags) registerPush(fs *flag.FlagSet) {
 	fs.StringVar(&f.dogstatsd, "dogstatsd", "", "push envoy.appmesh.* to a DogStatsD `addr`ess: host:port (UDP), unix:///path or unixgram:///path (empty disables)")
 	fs.StringVar(&f.emf, "emf", "", "write CloudWatch Embedded Metric Format lines to `dest`: stdout, or tcp://host:port / udp://host:port of the CloudWatch agent's EMF endpoint (empty disables)")
 	fs.StringVar(&f.emfNamespace, "emf-namespace", metrics.DefaultEMFNamespace, "CloudWatch `namespace` of the EMF metrics")
@@ -183,7 +191,7 @@ Use this next to a stock Envoy; 'meshd agent' runs the same exporters itself.`,
 				ex        exportFlags
 			)
 			fs.StringVar(&adminAddr, "envoy-admin", "127.0.0.1:9901", "Envoy's admin `addr`ess: host:port or unix:///path")
-			ex.register(fs)
+			ex.register(fs, true)
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) > 0 {
 					return usagef("unexpected arguments %q", args)
