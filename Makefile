@@ -20,9 +20,10 @@ lint: ## gofmt, go vet, go mod tidy check
 	$(GO) mod tidy -diff
 
 bench: ## run the Go benchmarks and the SDS and xDS harnesses
-	$(GO) test -run '^$$' -bench . -benchmem ./certs/ ./sds/ ./tracing/ ./cmd/meshd/ ./controlplane/...
+	$(GO) test -run '^$$' -bench . -benchmem ./certs/ ./sds/ ./tracing/ ./cmd/meshd/ ./controlplane/... ./metrics/
 	$(GO) run ./bench/sdsbench
 	$(GO) run ./bench/xdsbench
+	$(GO) run ./bench/agentbench
 
 fuzz: ## fuzz every parser for a short while
 	$(GO) test -run '^$$' -fuzz FuzzParseIdentities -fuzztime 30s ./sds/
@@ -36,6 +37,10 @@ fuzz: ## fuzz every parser for a short while
 	$(GO) test -run '^$$' -fuzz FuzzFromEnv -fuzztime 30s ./tracing/
 	$(GO) test -run '^$$' -fuzz FuzzParseFragment -fuzztime 30s ./tracing/
 	$(GO) test -run '^$$' -fuzz FuzzValidateSamplingManifest -fuzztime 30s ./tracing/
+	$(GO) test -run '^$$' -fuzz 'FuzzParseStats$$' -fuzztime 30s ./metrics/
+	$(GO) test -run '^$$' -fuzz FuzzParseStatsAgainstEncodingJSON -fuzztime 30s ./metrics/
+	$(GO) test -run '^$$' -fuzz FuzzParseConfigDump -fuzztime 30s ./metrics/
+	$(GO) test -run '^$$' -fuzz FuzzLoadConfig -fuzztime 30s ./internal/agent/
 
 ci: ## what CI runs
 	bash .ci/run

@@ -155,3 +155,65 @@ func promtoolCheck(t *testing.T, exposition []byte) {
 		t.Fatalf("promtool: %v\n%s", err, out)
 	}
 }
+
+// TestREADMEAgent runs the README's agent command as written, with the fake
+// Envoy for /usr/bin/envoy (there is no Envoy here), next to the README's
+// control plane, and checks what the README says the agent API answers.
+func TestREADMEAgent(t *testing.T) {
+	words := readmeCommand(t, "agent-command")
+	var args []string
+	for _, w := range words {
+		if k, v, ok := strings.Cut(w, "="); ok && strings.ToUpper(k) == k {
+			t.Setenv(k, v)
+			continue
+		}
+		args = append(args, w)
+	}
+	if strings.Join(args[:5], " ") != "go run ./cmd/meshd agent --envoy-path" || os.Getenv("MESHD_XDS_ADDRESS") == "" {
+		t.Fatalf("README agent command %q", words)
+	}
+	args = append(args[3:5], fakeenvoy.Build(t), "--metrics-listen", "")
+	cp := readmeCommand(t, "controlplane-command")
+	if cp[len(cp)-1] != os.Getenv("MESHD_XDS_ADDRESS") {
+		t.Fatalf("the agent's MESHD_XDS_ADDRESS is not the README control plane's --xds-listen %s", cp[len(cp)-1])
+	}
+	dir := t.TempDir()
+	t.Setenv("ENVOY_ADMIN_ACCESS_PORT", strconv.Itoa(freePort(t)))
+	t.Setenv("ENVOY_ADMIN_ACCESS_LOG_FILE", filepath.Join(dir, "admin.log"))
+	apiPort := freePort(t)
+	t.Setenv("APPNET_AGENT_HTTP_PORT", strconv.Itoa(apiPort)) // the README's 9902 may be taken here
+	t.Setenv("FAKE_ENVOY_TRAFFIC", "1")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var logs syncBuffer
+	cpDone, agDone := make(chan int, 1), make(chan int, 1)
+	go func() {
+		cpDone <- Main(ctx, append(cp[3:], "--config", filepath.Join("..", "..", "examples", "apps"), "--metrics-listen", ""), &logs, &logs)
+	}()
+	go func() { agDone <- Main(ctx, args, &logs, &logs) }()
+	c, err := envoyadmin.New("127.0.0.1:" + strconv.Itoa(apiPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseIdle()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, err := c.Get(ctx, "/stats/prometheus", map[string][]string{"usedonly": {""}, "filter": {"metrics_extension"}})
+		if err == nil && strings.Contains(string(b), "RequestCountPerTarget{") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no RequestCountPerTarget from the README's agent: %v\n%s\n%s", err, b, logs.String())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if b, err := c.Post(ctx, "/enableLogging", map[string][]string{"level": {"debug"}}); err != nil || !strings.Contains(string(b), "to [debug]") {
+		t.Errorf("/enableLogging?level=debug: %v %q", err, b)
+	}
+	cancel()
+	for _, done := range []chan int{agDone, cpDone} {
+		if code := <-done; code != 0 {
+			t.Errorf("exit %d\n%s", code, logs.String())
+		}
+	}
+}
