@@ -3,6 +3,8 @@ package metrics
 import (
 	"context"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -129,5 +131,35 @@ func TestEndToEndGRPCGateway(t *testing.T) {
 	}
 	if v, _, ok := valueOf(s.Series, RequestCountPerTarget, "colors"); !ok || v != 1 || s.Series[0].Dims.ResourceKind != "VirtualGateway" {
 		t.Errorf("RequestCountPerTarget %v %v %+v", v, ok, s.Series[0].Dims)
+	}
+}
+
+// A gateway with an http and a grpc listener: each has its own stats
+// prefix, so its requests land in RequestCount and GrpcRequestCount apart.
+func TestEndToEndGatewayMixedProtocols(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"mesh.json": `{"meshName":"m","spec":{}}`,
+		"gw.json": `{"meshName":"m","virtualGatewayName":"gw","spec":{"listeners":[` +
+			`{"portMapping":{"port":8080,"protocol":"http"}},{"portMapping":{"port":8081,"protocol":"grpc"}}]}}`,
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fe, c := fakeEnvoyFor(t, nodeResources(t, dir, vg("m", "gw")))
+	fe.Inbound("0.0.0.0_8080", "ingress.http.8080", 200, 1, 1)
+	fe.Inbound("0.0.0.0_8081", "ingress.grpc.8081", 200, 1, 1)
+	fe.Inbound("0.0.0.0_8081", "ingress.grpc.8081", 200, 1, 1)
+	s, err := c.Collect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _, _ := valueOf(s.Series, RequestCount, ""); v != 1 {
+		t.Errorf("RequestCount %v, want 1", v)
+	}
+	if v, _, _ := valueOf(s.Series, GrpcRequestCount, ""); v != 2 {
+		t.Errorf("GrpcRequestCount %v, want 2", v)
 	}
 }

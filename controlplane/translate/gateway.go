@@ -72,7 +72,13 @@ func (b *builder) gateway(vg *model.VirtualGateway) {
 			vh.Routes = append(vh.Routes, b.gatewayRoute(gr, self)...)
 		}
 		b.add(iRoute, &routev3.RouteConfiguration{Name: rds, VirtualHosts: []*routev3.VirtualHost{vh}})
-		filter := hcmFilter(hcm("ingress", rds, port.Protocol, logs, nil))
+		// As on virtual nodes, several listeners get a stats prefix each, so
+		// the metrics extension tells http from grpc requests.
+		statPrefix := "ingress"
+		if len(ports) > 1 {
+			statPrefix = "ingress." + port.Protocol + "." + strconv.FormatInt(port.Port, 10)
+		}
+		filter := hcmFilter(hcm(statPrefix, rds, port.Protocol, logs, nil))
 		chains, inspect := b.serverChains(fmt.Sprintf("ingress_%d", port.Port), nil, filter, listenerTLSOf(appmesh.GatewayListenerTLS(l.TLS)))
 		ln := &listenerv3.Listener{
 			Name:             listenerName("ingress", port.Port),
