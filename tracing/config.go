@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/meshd/meshd/internal/appmesh"
+	"github.com/meshd/meshd/internal/envvar"
 )
 
 // Tracer is the one tracer a bootstrap may configure.
@@ -89,22 +90,22 @@ type XDSConfig struct {
 // FromEnv reads and checks every variable in Variables. All problems are
 // reported together in an *InputError, one line each.
 func FromEnv(lookup Lookup) (*Config, error) {
-	r := &reader{lookup: lookup}
+	r := &reader{envvar.Reader{Lookup: lookup}}
 	c := &Config{}
 
 	c.nodeIdentity(r)
 	c.xds(r)
 	c.InitialFetch = time.Duration(r.integer("ENVOY_INITIAL_FETCH_TIMEOUT", 0, 0, math.MaxInt32)) * time.Second
 
-	c.AdminUDS = r.oneOf("ENVOY_ADMIN_MODE", "tcp", "tcp", "uds") == "uds"
-	c.AdminPort = r.port("ENVOY_ADMIN_ACCESS_PORT", 9901)
-	c.AdminIPv6 = r.boolean("ENVOY_ADMIN_ACCESS_ENABLE_IPV6", false)
-	c.AdminLogPath = r.str("ENVOY_ADMIN_ACCESS_LOG_FILE", "/tmp/envoy_admin_access.log")
-	c.OutlierLog = r.str("ENVOY_OUTLIER_DETECTION_EVENT_LOG_PATH", "/dev/stdout")
+	c.AdminUDS = r.OneOf("ENVOY_ADMIN_MODE", "tcp", "tcp", "uds") == "uds"
+	c.AdminPort = r.Port("ENVOY_ADMIN_ACCESS_PORT", 9901)
+	c.AdminIPv6 = r.Bool("ENVOY_ADMIN_ACCESS_ENABLE_IPV6", false)
+	c.AdminLogPath = r.Str("ENVOY_ADMIN_ACCESS_LOG_FILE", "/tmp/envoy_admin_access.log")
+	c.OutlierLog = r.Str("ENVOY_OUTLIER_DETECTION_EVENT_LOG_PATH", "/dev/stdout")
 
-	c.TracingDecide = r.boolean("APPMESH_SET_TRACING_DECISION", true)
-	c.NoExtByName = r.boolean("ENVOY_NO_EXTENSION_LOOKUP_BY_NAME", true)
-	c.HTTPAWSCreds = r.boolean("ENVOY_USE_HTTP_CLIENT_TO_FETCH_AWS_CREDENTIALS", false)
+	c.TracingDecide = r.Bool("APPMESH_SET_TRACING_DECISION", true)
+	c.NoExtByName = r.Bool("ENVOY_NO_EXTENSION_LOOKUP_BY_NAME", true)
+	c.HTTPAWSCreds = r.Bool("ENVOY_USE_HTTP_CLIENT_TO_FETCH_AWS_CREDENTIALS", false)
 	c.MaxReqPerIO = r.integer("MAX_REQUESTS_PER_IO_CYCLE", 0, 1, math.MaxUint32)
 
 	c.tracing(r)
@@ -112,42 +113,42 @@ func FromEnv(lookup Lookup) (*Config, error) {
 
 	c.SDSSocket = r.path("APPMESH_SDS_SOCKET_PATH")
 	if c.SDSSocket != "" && !filepath.IsAbs(c.SDSSocket) {
-		r.fail("APPMESH_SDS_SOCKET_PATH", c.SDSSocket, "must be an absolute path")
+		r.Fail("APPMESH_SDS_SOCKET_PATH", c.SDSSocket, "must be an absolute path")
 	}
 	if c.XDS.TLS && c.SDSSocket == "" {
-		r.problems = append(r.problems, errors.New("MESHD_XDS_TLS is on but APPMESH_SDS_SOCKET_PATH is not set: the sidecar's certificate and trust bundle for mTLS come from SDS"))
+		r.Problems = append(r.Problems, errors.New("MESHD_XDS_TLS is on but APPMESH_SDS_SOCKET_PATH is not set: the sidecar's certificate and trust bundle for mTLS come from SDS"))
 	}
-	c.Warnings = r.warnings
-	if len(r.problems) > 0 {
-		return nil, &InputError{Problems: r.problems}
+	c.Warnings = r.Warnings
+	if len(r.Problems) > 0 {
+		return nil, &InputError{Problems: r.Problems}
 	}
 	return c, nil
 }
 
 func (c *Config) nodeIdentity(r *reader) {
 	name := "APPMESH_RESOURCE_ARN"
-	id, ok := r.get(name)
+	id, ok := r.Get(name)
 	for _, old := range []string{"APPMESH_RESOURCE_NAME", "APPMESH_VIRTUAL_NODE_NAME"} {
 		if ok {
 			break
 		}
-		if id, ok = r.get(old); ok {
+		if id, ok = r.Get(old); ok {
 			name = old
-			r.warnings = append(r.warnings, fmt.Sprintf("%s is deprecated; set APPMESH_RESOURCE_ARN instead", old))
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s is deprecated; set APPMESH_RESOURCE_ARN instead", old))
 		}
 	}
 	if !ok {
-		r.problems = append(r.problems, fmt.Errorf("APPMESH_RESOURCE_ARN must be set: %s", appmesh.AcceptedForms))
+		r.Problems = append(r.Problems, fmt.Errorf("APPMESH_RESOURCE_ARN must be set: %s", appmesh.AcceptedForms))
 	} else if res, err := appmesh.ParseResource(id); err != nil {
-		r.fail(name, id, "%v; accepted: %s", err, appmesh.AcceptedForms)
+		r.Fail(name, id, "%v; accepted: %s", err, appmesh.AcceptedForms)
 	} else {
 		c.NodeID, c.Resource = id, res
 	}
-	c.NodeCluster = r.str("APPMESH_RESOURCE_CLUSTER", "")
+	c.NodeCluster = r.Str("APPMESH_RESOURCE_CLUSTER", "")
 	if c.NodeCluster == "" {
-		if v, ok := r.get("APPMESH_VIRTUAL_NODE_CLUSTER"); ok {
+		if v, ok := r.Get("APPMESH_VIRTUAL_NODE_CLUSTER"); ok {
 			c.NodeCluster = v
-			r.warnings = append(r.warnings, "APPMESH_VIRTUAL_NODE_CLUSTER is deprecated; set APPMESH_RESOURCE_CLUSTER instead")
+			r.Warnings = append(r.Warnings, "APPMESH_VIRTUAL_NODE_CLUSTER is deprecated; set APPMESH_RESOURCE_CLUSTER instead")
 		} else {
 			c.NodeCluster = c.NodeID
 		}
@@ -157,41 +158,41 @@ func (c *Config) nodeIdentity(r *reader) {
 const xdsAllowed = "must be unix:///absolute/path or host:port (port 1–65535)"
 
 func (c *Config) xds(r *reader) {
-	v, ok := r.get("MESHD_XDS_ADDRESS")
+	v, ok := r.Get("MESHD_XDS_ADDRESS")
 	switch {
 	case !ok:
-		r.problems = append(r.problems, fmt.Errorf("MESHD_XDS_ADDRESS must be set: unix:///path or host:port of meshd's control plane (it replaces App Mesh's regional endpoint)"))
+		r.Problems = append(r.Problems, fmt.Errorf("MESHD_XDS_ADDRESS must be set: unix:///path or host:port of meshd's control plane (it replaces App Mesh's regional endpoint)"))
 	case strings.HasPrefix(v, "unix://"):
 		p := strings.TrimPrefix(v, "unix://")
 		if !filepath.IsAbs(p) {
-			r.fail("MESHD_XDS_ADDRESS", v, xdsAllowed)
+			r.Fail("MESHD_XDS_ADDRESS", v, xdsAllowed)
 		}
 		c.XDS.Socket = p
 	default:
 		host, port, err := net.SplitHostPort(v)
 		if err != nil || host == "" {
-			r.fail("MESHD_XDS_ADDRESS", v, xdsAllowed)
+			r.Fail("MESHD_XDS_ADDRESS", v, xdsAllowed)
 			break
 		}
-		p, err := parsePort(port)
+		p, err := envvar.ParsePort(port)
 		_, ipErr := netip.ParseAddr(host)
 		if err != nil || (ipErr != nil && !validHostname(host)) {
-			r.fail("MESHD_XDS_ADDRESS", v, xdsAllowed)
+			r.Fail("MESHD_XDS_ADDRESS", v, xdsAllowed)
 			break
 		}
 		c.XDS.Host, c.XDS.Port = host, p
 	}
 	for _, old := range []string{"APPMESH_XDS_ENDPOINT", "APPMESH_DUALSTACK_ENDPOINT", "APPMESH_PREVIEW", "APPMESH_SIGNING_NAME"} {
-		if _, set := r.get(old); set {
-			r.warnings = append(r.warnings, old+" is ignored: Envoy gets its configuration from meshd's control plane at MESHD_XDS_ADDRESS")
+		if _, set := r.Get(old); set {
+			r.Warnings = append(r.Warnings, old+" is ignored: Envoy gets its configuration from meshd's control plane at MESHD_XDS_ADDRESS")
 		}
 	}
-	c.XDS.TLS = r.boolean("MESHD_XDS_TLS", false)
-	if id, ok := r.get("MESHD_XDS_SERVER_ID"); ok {
+	c.XDS.TLS = r.Bool("MESHD_XDS_TLS", false)
+	if id, ok := r.Get("MESHD_XDS_SERVER_ID"); ok {
 		if _, err := spiffeid.FromString(id); err != nil {
-			r.fail("MESHD_XDS_SERVER_ID", id, "must be a SPIFFE ID such as spiffe://example.org/meshd/controlplane: %v", err)
+			r.Fail("MESHD_XDS_SERVER_ID", id, "must be a SPIFFE ID such as spiffe://example.org/meshd/controlplane: %v", err)
 		} else if !c.XDS.TLS {
-			r.warnings = append(r.warnings, "MESHD_XDS_SERVER_ID is ignored without MESHD_XDS_TLS=true")
+			r.Warnings = append(r.Warnings, "MESHD_XDS_SERVER_ID is ignored without MESHD_XDS_TLS=true")
 		}
 		c.XDS.ServerID = id
 	}
@@ -204,7 +205,7 @@ func (c *Config) tracing(r *reader) {
 	}{{"ENABLE_ENVOY_XRAY_TRACING", XRay}, {"ENABLE_ENVOY_DATADOG_TRACING", Datadog}, {"ENABLE_ENVOY_JAEGER_TRACING", Jaeger}}
 	var on []string
 	for _, e := range enabled {
-		if r.boolean(e.name, false) {
+		if r.Bool(e.name, false) {
 			on = append(on, e.name)
 			c.Tracer = e.tracer
 		}
@@ -214,19 +215,19 @@ func (c *Config) tracing(r *reader) {
 	case c.TracingFile != "":
 		// App Mesh's rule: the file replaces the generated tracer.
 		if len(on) > 0 {
-			r.warnings = append(r.warnings, fmt.Sprintf("%s ignored: ENVOY_TRACING_CFG_FILE supplies the tracing configuration", strings.Join(on, ", ")))
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s ignored: ENVOY_TRACING_CFG_FILE supplies the tracing configuration", strings.Join(on, ", ")))
 		}
 		c.Tracer = NoTracer
 	case len(on) > 1:
-		r.problems = append(r.problems, fmt.Errorf("%s are all enabled: Envoy runs a single tracer; enable only one of ENABLE_ENVOY_XRAY_TRACING, ENABLE_ENVOY_DATADOG_TRACING or ENABLE_ENVOY_JAEGER_TRACING", strings.Join(on, " and ")))
+		r.Problems = append(r.Problems, fmt.Errorf("%s are all enabled: Envoy runs a single tracer; enable only one of ENABLE_ENVOY_XRAY_TRACING, ENABLE_ENVOY_DATADOG_TRACING or ENABLE_ENVOY_JAEGER_TRACING", strings.Join(on, " and ")))
 	}
 
-	c.XRayPort = r.port("XRAY_DAEMON_PORT", 2000)
+	c.XRayPort = r.Port("XRAY_DAEMON_PORT", 2000)
 	c.XRayAddress = "127.0.0.1"
-	if v, ok := r.get("AWS_XRAY_DAEMON_ADDRESS"); ok {
+	if v, ok := r.Get("AWS_XRAY_DAEMON_ADDRESS"); ok {
 		addr, port, err := parseXRayAddress(v)
 		if err != nil {
-			r.fail("AWS_XRAY_DAEMON_ADDRESS", v, "must be an IP address (127.0.0.1), IP:port, [IPv6]:port or \"tcp:IP:port udp:IP:port\"; host names are not allowed: the X-Ray tracer sends UDP itself, without DNS")
+			r.Fail("AWS_XRAY_DAEMON_ADDRESS", v, "must be an IP address (127.0.0.1), IP:port, [IPv6]:port or \"tcp:IP:port udp:IP:port\"; host names are not allowed: the X-Ray tracer sends UDP itself, without DNS")
 		} else {
 			c.XRayAddress = addr
 			if port != 0 {
@@ -235,27 +236,27 @@ func (c *Config) tracing(r *reader) {
 		}
 	}
 	c.XRayRate = -1
-	if v, ok := r.get("XRAY_SAMPLING_RATE"); ok {
+	if v, ok := r.Get("XRAY_SAMPLING_RATE"); ok {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || math.IsNaN(f) || f < 0 || f > 1 {
-			r.fail("XRAY_SAMPLING_RATE", v, "must be a decimal from 0 to 1.00 (100%%)")
+			r.Fail("XRAY_SAMPLING_RATE", v, "must be a decimal from 0 to 1.00 (100%%)")
 		} else {
 			c.XRayRate = math.Round(f*100) / 100
 		}
 	}
 	c.XRayManifest = r.path("XRAY_SAMPLING_RULE_MANIFEST")
 	if c.XRayManifest != "" && c.XRayRate >= 0 {
-		r.warnings = append(r.warnings, "XRAY_SAMPLING_RATE ignored: XRAY_SAMPLING_RULE_MANIFEST is set")
+		r.Warnings = append(r.Warnings, "XRAY_SAMPLING_RATE ignored: XRAY_SAMPLING_RULE_MANIFEST is set")
 		c.XRayRate = -1
 	}
-	c.XRaySegment = r.str("XRAY_SEGMENT_NAME", "")
+	c.XRaySegment = r.Str("XRAY_SEGMENT_NAME", "")
 
 	c.DatadogHost = r.host("DATADOG_TRACER_ADDRESS", "127.0.0.1")
-	c.DatadogPort = r.port("DATADOG_TRACER_PORT", 8126)
-	c.DatadogSvc = r.str("DD_SERVICE", "")
+	c.DatadogPort = r.Port("DATADOG_TRACER_PORT", 8126)
+	c.DatadogSvc = r.Str("DD_SERVICE", "")
 	c.JaegerHost = r.host("JAEGER_TRACER_ADDRESS", "127.0.0.1")
-	c.JaegerPort = r.port("JAEGER_TRACER_PORT", 9411)
-	c.JaegerJSON = r.oneOf("JAEGER_TRACER_VERSION", "PROTO", "PROTO", "JSON") == "JSON"
+	c.JaegerPort = r.Port("JAEGER_TRACER_PORT", 9411)
+	c.JaegerJSON = r.OneOf("JAEGER_TRACER_VERSION", "PROTO", "PROTO", "JSON") == "JSON"
 }
 
 // parseXRayAddress accepts what the X-Ray SDKs document for
@@ -284,15 +285,15 @@ func parseXRayAddress(v string) (string, uint32, error) {
 }
 
 func (c *Config) stats(r *reader) {
-	c.DogStatsD = r.boolean("ENABLE_ENVOY_DOG_STATSD", false)
+	c.DogStatsD = r.Bool("ENABLE_ENVOY_DOG_STATSD", false)
 	c.StatsdAddress = r.ip("STATSD_ADDRESS", "127.0.0.1")
-	c.StatsdPort = r.port("STATSD_PORT", 8125)
+	c.StatsdPort = r.Port("STATSD_PORT", 8125)
 	c.StatsdSocket = r.path("STATSD_SOCKET_PATH")
 	if c.StatsdSocket != "" && !filepath.IsAbs(c.StatsdSocket) {
-		r.fail("STATSD_SOCKET_PATH", c.StatsdSocket, "must be an absolute path")
+		r.Fail("STATSD_SOCKET_PATH", c.StatsdSocket, "must be an absolute path")
 	}
-	c.StatsTags = r.boolean("ENABLE_ENVOY_STATS_TAGS", false)
-	c.MetricExt = r.oneOf("APPMESH_METRIC_EXTENSION_VERSION", "0", "0", "1") == "1"
+	c.StatsTags = r.Bool("ENABLE_ENVOY_STATS_TAGS", false)
+	c.MetricExt = r.OneOf("APPMESH_METRIC_EXTENSION_VERSION", "0", "0", "1") == "1"
 	if d, ok := r.duration("ENVOY_STATS_FLUSH_INTERVAL", time.Millisecond, 5*time.Minute); ok {
 		c.FlushInterval = d
 	}
@@ -300,7 +301,7 @@ func (c *Config) stats(r *reader) {
 	c.SinksFile = r.path("ENVOY_STATS_SINKS_CFG_FILE")
 	c.ResourcesFile = r.path("ENVOY_RESOURCES_CONFIG_FILE")
 	if c.SinksFile != "" && c.DogStatsD {
-		r.warnings = append(r.warnings, "ENABLE_ENVOY_DOG_STATSD ignored: ENVOY_STATS_SINKS_CFG_FILE supplies the stats sinks")
+		r.Warnings = append(r.Warnings, "ENABLE_ENVOY_DOG_STATSD ignored: ENVOY_STATS_SINKS_CFG_FILE supplies the stats sinks")
 		c.DogStatsD = false
 	}
 }

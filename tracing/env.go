@@ -2,7 +2,7 @@ package tracing
 
 import (
 	"errors"
-	"fmt"
+	"github.com/meshd/meshd/internal/envvar"
 	"math"
 	"net/netip"
 	"strconv"
@@ -21,13 +21,7 @@ func MapLookup(m map[string]string) Lookup {
 
 // VarError is one invalid environment variable: which, its value, and what is
 // allowed. Its message is one line.
-type VarError struct {
-	Name, Value, Allowed string
-}
-
-func (e *VarError) Error() string {
-	return fmt.Sprintf("%s=%q: %s", e.Name, e.Value, e.Allowed)
-}
+type VarError = envvar.VarError
 
 // InputError reports everything wrong with the input (environment and the
 // files it names), one problem per line. meshd exits 2 on it.
@@ -51,82 +45,21 @@ func IsInput(err error) bool {
 	return errors.As(err, &ie)
 }
 
-// reader parses variables and collects every problem instead of stopping at
-// the first, so a task definition can be fixed in one round.
-type reader struct {
-	lookup   Lookup
-	problems []error
-	warnings []string
-}
-
-// get returns a variable's value with surrounding space trimmed; an empty
-// value counts as unset, as in the App Mesh image.
-func (r *reader) get(name string) (string, bool) {
-	v, ok := r.lookup(name)
-	v = strings.TrimSpace(v)
-	return v, ok && v != ""
-}
-
-func (r *reader) fail(name, value, allowed string, args ...any) {
-	r.problems = append(r.problems, &VarError{Name: name, Value: value, Allowed: fmt.Sprintf(allowed, args...)})
-}
-
-func (r *reader) str(name, def string) string {
-	if v, ok := r.get(name); ok {
-		return v
-	}
-	return def
-}
-
-// boolean accepts what the App Mesh image accepted (Go's strconv.ParseBool:
-// 1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False).
-func (r *reader) boolean(name string, def bool) bool {
-	v, ok := r.get(name)
-	if !ok {
-		return def
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		r.fail(name, v, "must be a boolean: 1, true, 0 or false (also t, f, TRUE, FALSE, True, False)")
-		return def
-	}
-	return b
-}
-
-// port parses a TCP/UDP port. The App Mesh image cast any integer to uint32
-// (so -1 became 4294967295); meshd refuses what is not a port.
-func (r *reader) port(name string, def uint32) uint32 {
-	v, ok := r.get(name)
-	if !ok {
-		return def
-	}
-	p, err := parsePort(v)
-	if err != nil {
-		r.fail(name, v, "must be a port number from 1 to 65535")
-		return def
-	}
-	return p
-}
-
-func parsePort(v string) (uint32, error) {
-	n, err := strconv.ParseUint(v, 10, 16)
-	if err != nil || n == 0 {
-		return 0, errors.New("not a port")
-	}
-	return uint32(n), nil
-}
+// reader is envvar's Reader (every problem collected, not just the first)
+// with the parsers only the bootstrap needs.
+type reader struct{ envvar.Reader }
 
 func (r *reader) integer(name string, def, lo, hi int64) int64 {
-	v, ok := r.get(name)
+	v, ok := r.Get(name)
 	if !ok {
 		return def
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < lo || n > hi {
 		if hi == math.MaxInt64 {
-			r.fail(name, v, "must be an integer of at least %d", lo)
+			r.Fail(name, v, "must be an integer of at least %d", lo)
 		} else {
-			r.fail(name, v, "must be an integer from %d to %d", lo, hi)
+			r.Fail(name, v, "must be an integer from %d to %d", lo, hi)
 		}
 		return def
 	}
@@ -136,13 +69,13 @@ func (r *reader) integer(name string, def, lo, hi int64) int64 {
 // ip parses an IP literal (the X-Ray tracer and the DogStatsD sink open their
 // own sockets and cannot resolve names).
 func (r *reader) ip(name, def string) string {
-	v, ok := r.get(name)
+	v, ok := r.Get(name)
 	if !ok {
 		return def
 	}
 	a, err := netip.ParseAddr(v)
 	if err != nil || a.Zone() != "" {
-		r.fail(name, v, "must be an IPv4 or IPv6 address such as 127.0.0.1 (no host name: Envoy opens this socket itself, without DNS)")
+		r.Fail(name, v, "must be an IPv4 or IPv6 address such as 127.0.0.1 (no host name: Envoy opens this socket itself, without DNS)")
 		return def
 	}
 	return a.String()
@@ -150,7 +83,7 @@ func (r *reader) ip(name, def string) string {
 
 // host accepts an IP literal or a DNS name (for STRICT_DNS clusters).
 func (r *reader) host(name, def string) string {
-	v, ok := r.get(name)
+	v, ok := r.Get(name)
 	if !ok {
 		return def
 	}
@@ -158,7 +91,7 @@ func (r *reader) host(name, def string) string {
 		return v
 	}
 	if !validHostname(v) {
-		r.fail(name, v, "must be an IP address or a DNS name")
+		r.Fail(name, v, "must be an IP address or a DNS name")
 		return def
 	}
 	return v
@@ -185,36 +118,20 @@ func validHostname(h string) bool {
 
 // duration parses a Go duration within [lo, hi).
 func (r *reader) duration(name string, lo, hi time.Duration) (time.Duration, bool) {
-	v, ok := r.get(name)
+	v, ok := r.Get(name)
 	if !ok {
 		return 0, false
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d < lo || d >= hi {
-		r.fail(name, v, "must be a duration such as 5s or 5000ms, at least %s and less than %s", lo, hi)
+		r.Fail(name, v, "must be a duration such as 5s or 5000ms, at least %s and less than %s", lo, hi)
 		return 0, false
 	}
 	return d, true
 }
 
-// oneOf accepts one of the allowed values, case-insensitively, and returns it
-// as spelled in allowed.
-func (r *reader) oneOf(name, def string, allowed ...string) string {
-	v, ok := r.get(name)
-	if !ok {
-		return def
-	}
-	for _, a := range allowed {
-		if strings.EqualFold(v, a) {
-			return a
-		}
-	}
-	r.fail(name, v, "must be one of %s", strings.Join(allowed, ", "))
-	return def
-}
-
 // path returns a non-empty path, or "" when unset.
 func (r *reader) path(name string) string {
-	v, _ := r.get(name)
+	v, _ := r.Get(name)
 	return v
 }

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshd/meshd/internal/envvar"
 	"github.com/meshd/meshd/tracing"
 )
 
@@ -143,31 +143,31 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, []string, error) {
 }
 
 func loadConfig(lookup func(string) (string, bool), euid int) (Config, []string, error) {
-	r := &envReader{lookup: lookup}
+	r := &envReader{envvar.Reader{Lookup: lookup}}
 	c := Config{}
 
-	c.AdminMode = AdminMode(r.oneOf("APPNET_AGENT_ADMIN_MODE", string(AdminTCP), string(AdminTCP), string(AdminUDS)))
+	c.AdminMode = AdminMode(r.OneOf("APPNET_AGENT_ADMIN_MODE", string(AdminTCP), string(AdminTCP), string(AdminUDS)))
 	c.HTTPPort = r.intIn("APPNET_AGENT_HTTP_PORT", DefaultHTTPPort, 1, 65535, "")
 	if euid != 0 && c.HTTPPort < 1024 {
-		r.warn("APPNET_AGENT_HTTP_PORT=%d: ports below 1024 need root; using %d", c.HTTPPort, DefaultHTTPPort)
+		r.Warn("APPNET_AGENT_HTTP_PORT=%d: ports below 1024 need root; using %d", c.HTTPPort, DefaultHTTPPort)
 		c.HTTPPort = DefaultHTTPPort
 	}
 	c.BindAddress = r.ip("APPNET_AGENT_HTTP_BIND_ADDRESS", DefaultBindAddress)
-	c.AdminUDSPath = r.str("APPNET_AGENT_ADMIN_UDS_PATH", DefaultAdminUDSPath)
+	c.AdminUDSPath = r.Str("APPNET_AGENT_ADMIN_UDS_PATH", DefaultAdminUDSPath)
 	if !filepath.IsAbs(c.AdminUDSPath) {
-		r.fail("APPNET_AGENT_ADMIN_UDS_PATH", c.AdminUDSPath, "must be an absolute path")
+		r.Fail("APPNET_AGENT_ADMIN_UDS_PATH", c.AdminUDSPath, "must be an absolute path")
 	}
 
 	c.RestartCount = DefaultRestartCount
-	if v, ok := r.get("APPNET_ENVOY_RESTART_COUNT"); ok {
+	if v, ok := r.Get("APPNET_ENVOY_RESTART_COUNT"); ok {
 		n, err := strconv.Atoi(v)
 		switch {
 		case err != nil && !errors.Is(err, strconv.ErrRange):
-			r.fail("APPNET_ENVOY_RESTART_COUNT", v, "must be an integer (0–%d)", MaxRestartCount)
+			r.Fail("APPNET_ENVOY_RESTART_COUNT", v, "must be an integer (0–%d)", MaxRestartCount)
 		case n < 0:
-			r.warn("APPNET_ENVOY_RESTART_COUNT=%s: must be 0–%d; using %d", v, MaxRestartCount, DefaultRestartCount)
+			r.Warn("APPNET_ENVOY_RESTART_COUNT=%s: must be 0–%d; using %d", v, MaxRestartCount, DefaultRestartCount)
 		case n > MaxRestartCount: // App Mesh: above the maximum means the maximum
-			r.warn("APPNET_ENVOY_RESTART_COUNT=%s: at most %d; using %d", v, MaxRestartCount, MaxRestartCount)
+			r.Warn("APPNET_ENVOY_RESTART_COUNT=%s: at most %d; using %d", v, MaxRestartCount, MaxRestartCount)
 			c.RestartCount = MaxRestartCount
 		default:
 			c.RestartCount = n
@@ -177,14 +177,14 @@ func loadConfig(lookup func(string) (string, bool), euid int) (Config, []string,
 
 	c.ReadinessInterval = time.Duration(r.intIn("APPNET_AGENT_POLL_ENVOY_READINESS_INTERVAL_S", 5, 1, maxSeconds, "s")) * time.Second
 	c.ReadinessTimeout = time.Duration(r.intIn("APPNET_AGENT_POLL_ENVOY_READINESS_TIMEOUT_S", 180, 1, maxSeconds, "s")) * time.Second
-	if _, ok := r.get("HC_POLL_INTERVAL_MS"); ok {
+	if _, ok := r.Get("HC_POLL_INTERVAL_MS"); ok {
 		c.HCPollInterval = time.Duration(r.intIn("HC_POLL_INTERVAL_MS", 10000, 2000, 30000, "ms")) * time.Millisecond
-	} else if _, ok := r.get("APPNET_AGENT_POLL_ENVOY_READINESS_INTERVAL_S"); ok {
+	} else if _, ok := r.Get("APPNET_AGENT_POLL_ENVOY_READINESS_INTERVAL_S"); ok {
 		c.HCPollInterval = DefaultHCPollInterval
 		if ms := c.ReadinessInterval.Milliseconds(); ms >= 2000 && ms <= 30000 {
 			c.HCPollInterval = c.ReadinessInterval
 		} else {
-			r.warn("APPNET_AGENT_POLL_ENVOY_READINESS_INTERVAL_S=%d as the health poll period: must be 2–30 s; using %s", ms/1000, DefaultHCPollInterval)
+			r.Warn("APPNET_AGENT_POLL_ENVOY_READINESS_INTERVAL_S=%d as the health poll period: must be 2–30 s; using %s", ms/1000, DefaultHCPollInterval)
 		}
 	} else {
 		c.HCPollInterval = DefaultHCPollInterval
@@ -192,37 +192,37 @@ func loadConfig(lookup func(string) (string, bool), euid int) (Config, []string,
 	c.DisconnectedTimeout = time.Duration(r.intIn("HC_DISCONNECTED_TIMEOUT_S", 604800, 3600, 604800, "s")) * time.Second
 	c.DrainWait = time.Duration(r.intIn("LISTENER_DRAIN_WAIT_TIME_S", 20, 5, 110, "s")) * time.Second
 	c.LoggingReset = time.Duration(r.intIn("APPNET_AGENT_LOGGING_RESET_TIMEOUT", 300, 1, maxSeconds, "s")) * time.Second
-	c.StatsSnapshot = r.boolean("ENABLE_STATS_SNAPSHOT", false)
+	c.StatsSnapshot = r.Bool("ENABLE_STATS_SNAPSHOT", false)
 
-	c.EnvoyLogLevel = r.oneOf("ENVOY_LOG_LEVEL", DefaultEnvoyLogLevel, LogLevels...)
-	c.EnvoyConfigFile = r.str("ENVOY_CONFIG_FILE", "")
+	c.EnvoyLogLevel = r.OneOf("ENVOY_LOG_LEVEL", DefaultEnvoyLogLevel, LogLevels...)
+	c.EnvoyConfigFile = r.Str("ENVOY_CONFIG_FILE", "")
 	c.Concurrency = r.intIn("ENVOY_CONCURRENCY", 0, minInt, maxInt, "")
 	if c.Concurrency < 0 {
 		c.Concurrency = 0
 	}
-	c.DisableHotRestart = r.boolean("DISABLE_HOT_RESTART", true)
-	c.SkipDeprecatedLogs = r.boolean("ENVOY_SKIP_DEPRECATED_LOGS", true)
+	c.DisableHotRestart = r.Bool("DISABLE_HOT_RESTART", true)
+	c.SkipDeprecatedLogs = r.Bool("ENVOY_SKIP_DEPRECATED_LOGS", true)
 
-	envoyUDS := r.oneOf("ENVOY_ADMIN_MODE", "tcp", "tcp", "uds") == "uds"
-	port := r.port("ENVOY_ADMIN_ACCESS_PORT", DefaultEnvoyAdminPort)
+	envoyUDS := r.OneOf("ENVOY_ADMIN_MODE", "tcp", "tcp", "uds") == "uds"
+	port := int(r.Port("ENVOY_ADMIN_ACCESS_PORT", DefaultEnvoyAdminPort))
 	if envoyUDS {
 		c.EnvoyAdmin = "unix://" + tracing.AdminSocket
 	} else {
 		c.EnvoyAdmin = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
 
-	if r.boolean("APPNET_ENABLE_RELAY_MODE_FOR_XDS", false) {
-		r.fail("APPNET_ENABLE_RELAY_MODE_FOR_XDS", "true", "relay mode is not supported by meshd agent: point Envoy at meshd's control plane (MESHD_XDS_ADDRESS) instead")
+	if r.Bool("APPNET_ENABLE_RELAY_MODE_FOR_XDS", false) {
+		r.Fail("APPNET_ENABLE_RELAY_MODE_FOR_XDS", "true", "relay mode is not supported by meshd agent: point Envoy at meshd's control plane (MESHD_XDS_ADDRESS) instead")
 	}
 	for _, name := range unsupportedLogVars {
-		if v, ok := r.get(name); ok {
-			r.fail(name, v, "log files are not supported by meshd agent: Envoy and the agent write to standard output and error; unset it and let the container runtime collect and rotate logs")
+		if v, ok := r.Get(name); ok {
+			r.Fail(name, v, "log files are not supported by meshd agent: Envoy and the agent write to standard output and error; unset it and let the container runtime collect and rotate logs")
 		}
 	}
-	if len(r.problems) > 0 {
-		return Config{}, r.warnings, &tracing.InputError{Problems: r.problems}
+	if len(r.Problems) > 0 {
+		return Config{}, r.Warnings, &tracing.InputError{Problems: r.Problems}
 	}
-	return c, r.warnings, nil
+	return c, r.Warnings, nil
 }
 
 const (
@@ -231,100 +231,37 @@ const (
 	minInt     = -1 << 31
 )
 
-// envReader parses variables and collects every problem and warning.
-type envReader struct {
-	lookup   func(string) (string, bool)
-	problems []error
-	warnings []string
-}
-
-func (r *envReader) get(name string) (string, bool) {
-	v, ok := r.lookup(name)
-	v = strings.TrimSpace(v)
-	return v, ok && v != ""
-}
-
-func (r *envReader) fail(name, value, allowed string, args ...any) {
-	r.problems = append(r.problems, &tracing.VarError{Name: name, Value: value, Allowed: fmt.Sprintf(allowed, args...)})
-}
-
-func (r *envReader) warn(format string, args ...any) {
-	r.warnings = append(r.warnings, fmt.Sprintf(format, args...))
-}
-
-func (r *envReader) str(name, def string) string {
-	if v, ok := r.get(name); ok {
-		return v
-	}
-	return def
-}
+// envReader is envvar's Reader with the agent's own parsers: integers
+// whose out-of-range values take App Mesh's fallback with a warning, and
+// bind addresses that may be bracketed.
+type envReader struct{ envvar.Reader }
 
 // intIn parses an integer: not a number is an error; outside [lo, hi] is
 // App Mesh's fallback def with a warning.
 func (r *envReader) intIn(name string, def, lo, hi int, unit string) int {
-	v, ok := r.get(name)
+	v, ok := r.Get(name)
 	if !ok {
 		return def
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
 		if errors.Is(err, strconv.ErrRange) {
-			r.warn("%s=%s: out of range %d–%d%s; using %d%s", name, v, lo, hi, unit, def, unit)
+			r.Warn("%s=%s: out of range %d–%d%s; using %d%s", name, v, lo, hi, unit, def, unit)
 			return def
 		}
-		r.fail(name, v, "must be an integer (%d–%d%s)", lo, hi, unit)
+		r.Fail(name, v, "must be an integer (%d–%d%s)", lo, hi, unit)
 		return def
 	}
 	if n < int64(lo) || n > int64(hi) {
-		r.warn("%s=%d: out of range %d–%d%s; using %d%s", name, n, lo, hi, unit, def, unit)
+		r.Warn("%s=%d: out of range %d–%d%s; using %d%s", name, n, lo, hi, unit, def, unit)
 		return def
 	}
 	return int(n)
-}
-
-func (r *envReader) port(name string, def int) int {
-	v, ok := r.get(name)
-	if !ok {
-		return def
-	}
-	n, err := strconv.ParseUint(v, 10, 16)
-	if err != nil || n == 0 {
-		r.fail(name, v, "must be a port number from 1 to 65535")
-		return def
-	}
-	return int(n)
-}
-
-func (r *envReader) boolean(name string, def bool) bool {
-	v, ok := r.get(name)
-	if !ok {
-		return def
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		r.fail(name, v, "must be a boolean: 1, true, 0 or false (also t, f, TRUE, FALSE, True, False)")
-		return def
-	}
-	return b
-}
-
-func (r *envReader) oneOf(name, def string, allowed ...string) string {
-	v, ok := r.get(name)
-	if !ok {
-		return def
-	}
-	for _, a := range allowed {
-		if strings.EqualFold(v, a) {
-			return a
-		}
-	}
-	r.fail(name, v, "must be one of %s", strings.Join(allowed, ", "))
-	return def
 }
 
 // ip accepts an IP literal, bracketed or not ([::], ::, 0.0.0.0).
 func (r *envReader) ip(name, def string) string {
-	v, ok := r.get(name)
+	v, ok := r.Get(name)
 	if !ok {
 		return def
 	}
@@ -334,7 +271,7 @@ func (r *envReader) ip(name, def string) string {
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" {
-		r.fail(name, v, "must be an IP address such as 127.0.0.1, 0.0.0.0 or [::]")
+		r.Fail(name, v, "must be an IP address such as 127.0.0.1, 0.0.0.0 or [::]")
 		return def
 	}
 	return a.String()
