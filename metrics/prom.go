@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"sort"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -78,39 +78,25 @@ func WriteText(w io.Writer, fams []*dto.MetricFamily) error {
 }
 
 // ParseText parses a text exposition and keeps the families whose names
-// start with prefix, sorted by name (metrics within a family by label
-// values).
+// start with prefix, normalised as prometheus.Gatherers does (families by
+// name, metrics by label values).
 func ParseText(r io.Reader, prefix string) ([]*dto.MetricFamily, error) {
 	p := expfmt.NewTextParser(model.LegacyValidation)
 	all, err := p.TextToMetricFamilies(r)
 	if err != nil {
 		return nil, fmt.Errorf("parse prometheus text: %w", err)
 	}
-	var out []*dto.MetricFamily
+	var keep []*dto.MetricFamily
 	for name, f := range all {
 		if strings.HasPrefix(name, prefix) {
-			SortMetrics(f)
-			out = append(out, f)
+			keep = append(keep, f)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
+	out, err := prometheus.Gatherers{prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return keep, nil })}.Gather()
+	if err != nil {
+		return nil, fmt.Errorf("parse prometheus text: %w", err)
+	}
 	return out, nil
-}
-
-// SortMetrics orders a family's metrics by their label values (in label
-// name order), as prometheus.Gatherers does.
-func SortMetrics(f *dto.MetricFamily) {
-	key := func(m *dto.Metric) string {
-		ls := append([]*dto.LabelPair(nil), m.GetLabel()...)
-		sort.Slice(ls, func(i, j int) bool { return ls[i].GetName() < ls[j].GetName() })
-		var b strings.Builder
-		for _, l := range ls {
-			b.WriteString(l.GetValue())
-			b.WriteByte(0)
-		}
-		return b.String()
-	}
-	sort.SliceStable(f.Metric, func(i, j int) bool { return key(f.Metric[i]) < key(f.Metric[j]) })
 }
 
 // appMeshScanner passes an exposition through while noticing whether it

@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 
@@ -14,6 +12,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/meshd/meshd/metrics"
 )
 
 // Stats is where /stats/prometheus gets its data.
@@ -27,45 +27,12 @@ type Stats interface {
 	Extension(ctx context.Context) ([]*dto.MetricFamily, error)
 }
 
-// EnvoyStats is a placeholder Stats: it streams Envoy's own
-// /stats/prometheus and has no extension families. meshd's metrics package
-// replaces it.
-type EnvoyStats struct {
-	Admin EnvoyAdmin
-}
-
-var _ Stats = EnvoyStats{}
-
-// WritePrometheus streams Envoy's /stats/prometheus[?usedonly].
-func (s EnvoyStats) WritePrometheus(ctx context.Context, w io.Writer, usedOnly bool) error {
-	q := url.Values{}
-	if usedOnly {
-		q.Set("usedonly", "")
-	}
-	resp, err := s.Admin.Do(ctx, http.MethodGet, "/stats/prometheus", q)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(w, resp.Body); err != nil {
-		return fmt.Errorf("envoy admin /stats/prometheus: copy: %w", err)
-	}
-	return nil
-}
-
-// Extension returns no families.
-func (EnvoyStats) Extension(context.Context) ([]*dto.MetricFamily, error) { return nil, nil }
-
-// ExtensionPrefix is the name prefix of the metrics-extension families;
-// /stats/prometheus?filter=metrics_extension strips it.
-const ExtensionPrefix = "envoy_appmesh_"
-
 // extensionFamilies keeps the envoy_appmesh_* families, renamed without the
 // prefix, keyed by the new name. The input is not modified.
 func extensionFamilies(in []*dto.MetricFamily) map[string]*dto.MetricFamily {
 	out := make(map[string]*dto.MetricFamily)
 	for _, mf := range in {
-		name, ok := strings.CutPrefix(mf.GetName(), ExtensionPrefix)
+		name, ok := strings.CutPrefix(mf.GetName(), metrics.PrometheusPrefix)
 		if !ok || name == "" {
 			continue
 		}
