@@ -71,6 +71,20 @@ func (h *Histogram) Cumulative(bounds []float64) []uint64 {
 	return out
 }
 
+// BucketCounts gives the observations per bucket (not cumulative): one
+// count per bound, then the overflow above the last bound.
+func (h *Histogram) BucketCounts(bounds []float64) []uint64 {
+	cum := h.Cumulative(bounds)
+	out := make([]uint64, len(cum)+1)
+	var prev uint64
+	for i, c := range cum {
+		out[i] = c - prev
+		prev = c
+	}
+	out[len(cum)] = h.Count() - prev
+	return out
+}
+
 // merge adds o's bins into h (both sorted by Lower).
 func (h *Histogram) merge(o *Histogram) {
 	if o == nil || len(o.Bins) == 0 {
@@ -210,7 +224,7 @@ func (s *EnvoyStats) parseDetailed(l *lexer) error {
 						if err != nil {
 							return err
 						}
-						if b.Width < 0 || count < 0 || count != math.Trunc(count) || count > 1<<53 {
+						if b.Width < 0 || !isCount(count) {
 							return fmt.Errorf("%s: bad bin %v,%v:%v", name, b.Lower, b.Width, count)
 						}
 						if b.Count = uint64(count); b.Count > 0 {
@@ -284,7 +298,7 @@ func (s *EnvoyStats) parseBuckets(l *lexer, disjoint bool) error {
 			if b.upper < prevUpper {
 				return fmt.Errorf("%s: bucket bounds not increasing", name)
 			}
-			if b.n < 0 || b.n != math.Trunc(b.n) || b.n > 1<<53 {
+			if !isCount(b.n) {
 				return fmt.Errorf("%s: bad bucket count %v", name, b.n)
 			}
 			n := b.n
@@ -304,3 +318,6 @@ func (s *EnvoyStats) parseBuckets(l *lexer, disjoint bool) error {
 		return nil
 	})
 }
+
+// isCount reports whether a JSON number is an exact observation count.
+func isCount(v float64) bool { return v >= 0 && v == math.Trunc(v) && v <= 1<<53 }

@@ -67,18 +67,9 @@ func ToOTLP(s *Snapshot, start time.Time, resource map[string]string) pmetric.Me
 			dp := m.Histogram().DataPoints().AppendEmpty()
 			dp.SetStartTimestamp(st)
 			dp.SetTimestamp(ts)
-			cum := x.Hist.Cumulative(DefaultBounds)
-			counts := make([]uint64, len(cum)+1)
-			var prev uint64
-			for j, c := range cum {
-				counts[j] = c - prev
-				prev = c
-			}
-			total := x.Hist.Count()
-			counts[len(cum)] = total - prev
 			dp.ExplicitBounds().FromRaw(DefaultBounds)
-			dp.BucketCounts().FromRaw(counts)
-			dp.SetCount(total)
+			dp.BucketCounts().FromRaw(x.Hist.BucketCounts(DefaultBounds))
+			dp.SetCount(x.Hist.Count())
 			dp.SetSum(x.Hist.Sum())
 			attrs = dp.Attributes()
 		}

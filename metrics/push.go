@@ -234,21 +234,20 @@ func emfHistogram(bins []Bin) emfValues {
 	var v emfValues
 	if len(bins) > 100 {
 		h := &Histogram{Bins: bins}
-		cum := h.Cumulative(DefaultBounds)
-		var prev uint64
-		for i, c := range cum {
-			if n := c - prev; n > 0 {
-				lower := 0.0
-				if i > 0 {
-					lower = DefaultBounds[i-1]
-				}
-				v.Values = append(v.Values, (lower+DefaultBounds[i])/2)
-				v.Counts = append(v.Counts, n)
+		for i, n := range h.BucketCounts(DefaultBounds) {
+			if n == 0 {
+				continue
 			}
-			prev = c
-		}
-		if n := h.Count() - prev; n > 0 {
-			v.Values = append(v.Values, DefaultBounds[len(DefaultBounds)-1])
+			var value float64
+			switch {
+			case i == len(DefaultBounds): // overflow: at the last bound
+				value = DefaultBounds[i-1]
+			case i == 0:
+				value = DefaultBounds[0] / 2
+			default:
+				value = (DefaultBounds[i-1] + DefaultBounds[i]) / 2
+			}
+			v.Values = append(v.Values, value)
 			v.Counts = append(v.Counts, n)
 		}
 		return v

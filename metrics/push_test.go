@@ -206,3 +206,25 @@ func TestOTLPExport(t *testing.T) {
 		t.Errorf("counter sum %v", rq.Sum().DataPoints().At(0).DoubleValue())
 	}
 }
+
+// EMF takes at most 100 values: more bins fold into Envoy's default
+// buckets, every observation kept.
+func TestEMFHistogramFolds(t *testing.T) {
+	var bins []Bin
+	for i := range 150 {
+		bins = append(bins, Bin{Lower: float64(i), Width: 1, Count: 1})
+	}
+	bins = append(bins, Bin{Lower: 5e6, Width: 1e5, Count: 2}) // above the last bound
+	v := emfHistogram(bins)
+	var total uint64
+	for _, c := range v.Counts {
+		total += c
+	}
+	if len(v.Values) > 100 || total != 152 {
+		t.Fatalf("%d values, %d observations", len(v.Values), total)
+	}
+	want := emfValues{Values: []float64{0.25, 3, 7.5, 17.5, 37.5, 75, 175, 3.6e6}, Counts: []uint64{1, 4, 5, 15, 25, 50, 50, 2}}
+	if !reflect.DeepEqual(v, want) {
+		t.Errorf("got %+v\nwant %+v", v, want)
+	}
+}
