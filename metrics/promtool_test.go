@@ -2,39 +2,12 @@ package metrics
 
 import (
 	"bytes"
-	"errors"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
-)
 
-// promtool runs Prometheus's own checker (Debian package prometheus; .ci/run
-// installs it). Exit 1 is a parse error and fails; exit 3 is lint only:
-// App Mesh's CamelCase names and counters without _total draw lint warnings
-// by design.
-func promtool(t *testing.T, exposition []byte) {
-	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("promtool not installed (.ci/run installs Debian's prometheus package)")
-		}
-		t.Skip("promtool not installed; apt-get install prometheus")
-	}
-	cmd := exec.Command(path, "check", "metrics")
-	cmd.Stdin = bytes.NewReader(exposition)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee) && ee.ExitCode() == 3:
-		t.Logf("promtool lint (expected for App Mesh names):\n%s", out)
-	default:
-		t.Fatalf("promtool check metrics: %v\n%s\n--- input:\n%s", err, out, exposition)
-	}
-}
+	"github.com/meshd/meshd/internal/promtool"
+)
 
 func TestPromtoolAcceptsEndpoint(t *testing.T) {
 	fa := appsAdmin(t)
@@ -53,7 +26,7 @@ func TestPromtoolAcceptsEndpoint(t *testing.T) {
 			t.Errorf("endpoint lacks %q", want)
 		}
 	}
-	promtool(t, body)
+	promtool.Check(t, body)
 	if _, err := ParseText(bytes.NewReader(body), ""); err != nil {
 		t.Errorf("expfmt: %v", err)
 	}

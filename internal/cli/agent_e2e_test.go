@@ -3,10 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
-	"errors"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/meshd/meshd/internal/envoyadmin"
 	"github.com/meshd/meshd/internal/fakeenvoy"
+	"github.com/meshd/meshd/internal/promtool"
 	"github.com/meshd/meshd/metrics"
 )
 
@@ -118,7 +117,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	if _, err := metrics.ParseText(bytes.NewReader(full), ""); err != nil {
 		t.Errorf("expfmt cannot parse /stats/prometheus: %v", err)
 	}
-	promtoolCheck(t, full)
+	promtool.Check(t, full)
 	if b, err := c.Post(ctx, "/drain_listeners", map[string][]string{"inboundonly": {""}}); err != nil || string(b) != "OK\n" {
 		t.Errorf("/drain_listeners?inboundonly: %v %q", err, b)
 	}
@@ -133,26 +132,6 @@ func TestAgentEndToEnd(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatalf("%s did not stop", name)
 		}
-	}
-}
-
-// promtoolCheck runs `promtool check metrics`: parse errors (exit 1) fail,
-// lint findings (exit 3: App Mesh's CamelCase names) do not.
-func promtoolCheck(t *testing.T, exposition []byte) {
-	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("promtool not installed (.ci/run installs Debian's prometheus package)")
-		}
-		t.Skip("promtool not installed")
-	}
-	cmd := exec.Command(path, "check", "metrics")
-	cmd.Stdin = bytes.NewReader(exposition)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 3) {
-		t.Fatalf("promtool: %v\n%s", err, out)
 	}
 }
 
