@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin/meshd
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: help build test lint bench fuzz ci clean
+.PHONY: help build test lint bench fuzz generate ci clean
 
 help: ## list targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -20,10 +20,11 @@ lint: ## gofmt, go vet, go mod tidy check
 	$(GO) mod tidy -diff
 
 bench: ## run the Go benchmarks and the SDS and xDS harnesses
-	$(GO) test -run '^$$' -bench . -benchmem ./certs/ ./sds/ ./tracing/ ./cmd/meshd/ ./controlplane/... ./metrics/
+	$(GO) test -run '^$$' -bench . -benchmem ./certs/ ./sds/ ./caservice/ ./tracing/ ./cmd/meshd/ ./controlplane/... ./metrics/
 	$(GO) run ./bench/sdsbench
 	$(GO) run ./bench/xdsbench
 	$(GO) run ./bench/agentbench
+	$(GO) run ./bench/cabench
 
 fuzz: ## fuzz every parser for a short while
 	$(GO) test -run '^$$' -fuzz FuzzParseIdentities -fuzztime 30s ./sds/
@@ -41,6 +42,15 @@ fuzz: ## fuzz every parser for a short while
 	$(GO) test -run '^$$' -fuzz FuzzParseStatsAgainstEncodingJSON -fuzztime 30s ./metrics/
 	$(GO) test -run '^$$' -fuzz FuzzParseConfigDump -fuzztime 30s ./metrics/
 	$(GO) test -run '^$$' -fuzz FuzzLoadConfig -fuzztime 30s ./internal/agent/
+	$(GO) test -run '^$$' -fuzz FuzzParseCSR -fuzztime 30s ./caservice/
+	$(GO) test -run '^$$' -fuzz FuzzParsePolicy -fuzztime 30s ./caservice/
+	$(GO) test -run '^$$' -fuzz FuzzKubernetesVerify -fuzztime 30s ./caservice/
+
+generate: ## regenerate api/ca/v1 from its .proto (needs protoc; installs the Go plugins)
+	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.1
+	PATH=$(CURDIR)/bin:$$PATH protoc --go_out=. --go_opt=module=github.com/meshd/meshd \
+		--go-grpc_out=. --go-grpc_opt=module=github.com/meshd/meshd api/ca/v1/ca.proto
 
 ci: ## what CI runs
 	bash .ci/run

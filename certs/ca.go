@@ -223,21 +223,47 @@ func (c *CA) Issue(id spiffeid.ID, dnsNames []string) (*x509svid.SVID, error) {
 }
 
 func (c *CA) issue(id spiffeid.ID, dnsNames []string) (*x509svid.SVID, error) {
+	key, err := c.cfg.SVIDKeyType.Generate()
+	if err != nil {
+		return nil, err
+	}
+	chain, err := c.sign(id, dnsNames, key.Public(), c.cfg.SVIDTTL)
+	if err != nil {
+		return nil, err
+	}
+	return &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: key}, nil
+}
+
+// SignPublicKey certifies a public key the caller holds the private key of
+// (the CA service signs CSRs with it): an X.509-SVID for id with the given
+// DNS SANs, valid for ttl (the configured SVID TTL when 0), never past the
+// signing root. It returns the leaf followed by any intermediates. The
+// caller is responsible for having checked that the requester may have id.
+func (c *CA) SignPublicKey(id spiffeid.ID, dnsNames []string, pub crypto.PublicKey, ttl time.Duration) ([]*x509.Certificate, error) {
+	if ttl <= 0 {
+		ttl = c.cfg.SVIDTTL
+	}
+	chain, err := c.sign(id, dnsNames, pub, ttl)
+	if err != nil {
+		c.m.issueErrs.Inc()
+		return nil, fmt.Errorf("sign certificate for %s: %w", id, err)
+	}
+	c.m.issued.Inc()
+	return chain, nil
+}
+
+func (c *CA) sign(id spiffeid.ID, dnsNames []string, pub crypto.PublicKey, ttl time.Duration) ([]*x509.Certificate, error) {
 	if !id.MemberOf(c.cfg.TrustDomain) {
 		return nil, fmt.Errorf("not a member of trust domain %s", c.cfg.TrustDomain)
 	}
 	s := c.snap.Load().signer
 	now := c.cfg.Now()
-	notAfter := now.Add(c.cfg.SVIDTTL)
+	notAfter := now.Add(ttl)
 	if notAfter.After(s.cert.NotAfter) {
 		notAfter = s.cert.NotAfter
 	}
 	if !notAfter.After(now) {
 		return nil, fmt.Errorf("signing CA expired at %s", s.cert.NotAfter.UTC().Format(time.RFC3339))
-	}
-	key, err := c.cfg.SVIDKeyType.Generate()
-	if err != nil {
-		return nil, err
 	}
 	serial, err := randSerial()
 	if err != nil {
@@ -246,7 +272,7 @@ func (c *CA) issue(id spiffeid.ID, dnsNames []string) (*x509svid.SVID, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{Organization: []string{"meshd"}},
-		NotBefore:             now.Add(-min(SVIDBackdate, c.cfg.SVIDTTL/10)),
+		NotBefore:             now.Add(-min(SVIDBackdate, ttl/10)),
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyAgreement,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
@@ -254,13 +280,13 @@ func (c *CA) issue(id spiffeid.ID, dnsNames []string) (*x509svid.SVID, error) {
 		URIs:                  []*url.URL{id.URL()},
 		DNSNames:              dnsNames,
 	}
-	if _, isRSA := key.(*rsa.PrivateKey); isRSA {
+	if _, isRSA := pub.(*rsa.PublicKey); isRSA {
 		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
 	}
 	if len(dnsNames) > 0 {
 		tmpl.Subject.CommonName = dnsNames[0]
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, s.cert, key.Public(), s.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, s.cert, pub, s.key)
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +297,7 @@ func (c *CA) issue(id spiffeid.ID, dnsNames []string) (*x509svid.SVID, error) {
 	chain := make([]*x509.Certificate, 0, 1+len(s.chain))
 	chain = append(chain, leaf)
 	chain = append(chain, s.chain...)
-	return &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: key}, nil
+	return chain, nil
 }
 
 // Run keeps the CA current until ctx is cancelled: it advances the rollover

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"golang.org/x/sys/unix"
 
 	"github.com/meshd/meshd/internal/fsutil"
 )
@@ -472,18 +471,11 @@ func (st Store) ensureDir() error {
 }
 
 func (st Store) lock() (func(), error) {
-	f, err := os.OpenFile(filepath.Join(st.Dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	unlock, err := fsutil.Lock(filepath.Join(st.Dir, lockFile))
 	if err != nil {
-		return nil, fmt.Errorf("lock state dir: %w", err)
+		return nil, fmt.Errorf("state dir %s: %w", st.Dir, err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock state dir %s: %w", st.Dir, err)
-	}
-	return func() {
-		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
-		f.Close()
-	}, nil
+	return unlock, nil
 }
 
 func (st Store) load() (*State, error) {

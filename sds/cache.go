@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -99,6 +100,7 @@ type cacheMetrics struct {
 	rotations prometheus.Counter
 	failures  prometheus.Counter
 	entries   prometheus.GaugeFunc
+	overdue   prometheus.Gauge
 }
 
 // CacheConfig configures a Cache.
@@ -147,7 +149,11 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 			Name: "meshd_sds_svids_cached", Help: "X.509-SVIDs held in memory.",
 		}, func() float64 { c.mu.Lock(); defer c.mu.Unlock(); return float64(len(c.entries)) }),
 	}
-	for _, col := range []prometheus.Collector{c.m.expiry, c.m.rotations, c.m.failures, c.m.entries} {
+	c.m.overdue = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "meshd_sds_svid_renewal_overdue",
+		Help: "X.509-SVIDs past their renewal time because renewal keeps failing (alert when > 0: they expire unless the CA comes back).",
+	})
+	for _, col := range []prometheus.Collector{c.m.expiry, c.m.rotations, c.m.failures, c.m.entries, c.m.overdue} {
 		if err := cfg.Registerer.Register(col); err != nil {
 			return nil, fmt.Errorf("sds: register metrics: %w", err)
 		}
@@ -182,13 +188,15 @@ func (c *Cache) release(e *entry, sub *subscriber) {
 }
 
 // get returns the entry's current SVID, minting one if there is none yet.
+// An expired SVID is never returned: if it cannot be replaced (the CA
+// service is unreachable), the caller gets the error instead.
 func (c *Cache) get(e *entry) (*issued, error) {
-	if cur := e.cur.Load(); cur != nil {
+	if cur := e.cur.Load(); cur != nil && c.now().Before(cur.notAfter) {
 		return cur, nil
 	}
 	e.issueMu.Lock()
 	defer e.issueMu.Unlock()
-	if cur := e.cur.Load(); cur != nil {
+	if cur := e.cur.Load(); cur != nil && c.now().Before(cur.notAfter) {
 		return cur, nil
 	}
 	is, err := c.mint(e)
@@ -265,7 +273,10 @@ func (c *Cache) Run(ctx context.Context) error {
 			wait = min(wait, max(next.Sub(c.now()), 0))
 		}
 		if failed {
-			wait = min(wait, retry)
+			// Full jitter between half the backoff and the backoff, so
+			// sidecars that lost the CA service together do not retry in
+			// lock-step.
+			wait = min(wait, retry/2+rand.N(retry/2+1))
 			retry = min(2*retry, maxWait)
 		} else {
 			retry = time.Second
@@ -316,17 +327,20 @@ func (c *Cache) sweep() (next time.Time, failed bool) {
 		}
 	}
 	c.mu.Unlock()
+	overdue := 0
 	for i, e := range due {
 		c.renew(e, dueWhy[i])
 		cur := e.cur.Load()
 		if certs.ShouldRotate(now, cur.svid.Certificates[0]) {
 			failed = true
+			overdue++
 			continue
 		}
 		if rt := certs.RotationTime(cur.svid.Certificates[0]); next.IsZero() || rt.Before(next) {
 			next = rt
 		}
 	}
+	c.m.overdue.Set(float64(overdue))
 	return next, failed
 }
 

@@ -2,6 +2,7 @@ package sds
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/meshd/meshd/certs"
 )
@@ -194,5 +196,87 @@ func TestCacheSingleIssuance(t *testing.T) {
 		if n := metric(t, e.reg, "meshd_ca_svids_issued_total"); n != 1 {
 			t.Fatalf("issued %v SVIDs for one identity", n)
 		}
+	})
+}
+
+// flakyCA fails Issue while down is set, counting attempts.
+type flakyCA struct {
+	*certs.CA
+	down     atomic.Bool
+	attempts atomic.Int64
+}
+
+func (f *flakyCA) Issue(id spiffeid.ID, dns []string) (*x509svid.SVID, error) {
+	f.attempts.Add(1)
+	if f.down.Load() {
+		return nil, errors.New("CA service unreachable")
+	}
+	return f.CA.Issue(id, dns)
+}
+
+// TestCacheRenewalFailures: while the CA is unreachable the current SVID
+// keeps being served and renewal is retried with bounded, jittered backoff
+// and an alarm; once it expires it is no longer served; when the CA comes
+// back the SVID is renewed and the alarm clears.
+func TestCacheRenewalFailures(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newCacheEnv(t, time.Hour)
+		e.stop() // replace the cache with one over a flaky CA
+		flaky := &flakyCA{CA: e.ca}
+		reg := prometheus.NewRegistry()
+		cache, err := NewCache(CacheConfig{CA: flaky, Log: slog.New(slog.DiscardHandler), Registerer: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = cache.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+
+		sub := newSubscriber()
+		ent := cache.acquire(testIdentity, sub)
+		first, err := cache.get(ent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf := first.svid.Certificates[0]
+		flaky.down.Store(true)
+		time.Sleep(time.Until(certs.RotationTime(leaf)) + time.Second)
+		synctest.Wait()
+		if got := metric(t, reg, "meshd_sds_svid_renewal_overdue"); got != 1 {
+			t.Fatalf("renewal_overdue = %v after a failed renewal, want 1", got)
+		}
+		if is, err := cache.get(ent); err != nil || is != first {
+			t.Fatalf("current SVID not served while still valid: %v", err)
+		}
+		// Backoff: from 1 s doubling to 30 s, each wait jittered within
+		// [b/2, b]. Over 10 minutes that is at least 600/30 and at most
+		// about 5 + 600/15 attempts.
+		before := flaky.attempts.Load()
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		n := flaky.attempts.Load() - before
+		if n < 20 || n > 50 {
+			t.Fatalf("%d renewal attempts in 10 minutes; want between 20 and 50 (jittered backoff capped at 30 s)", n)
+		}
+		time.Sleep(time.Until(leaf.NotAfter) + time.Second)
+		synctest.Wait()
+		if is, err := cache.get(ent); err == nil {
+			t.Fatalf("served an SVID that expired at %s (now %s)", is.notAfter, time.Now())
+		}
+		flaky.down.Store(false)
+		time.Sleep(31 * time.Second)
+		synctest.Wait()
+		is, err := cache.get(ent)
+		if err != nil || !time.Now().Before(is.notAfter) || is == first {
+			t.Fatalf("not renewed once the CA came back: %v", err)
+		}
+		if got := metric(t, reg, "meshd_sds_svid_renewal_overdue"); got != 0 {
+			t.Fatalf("renewal_overdue = %v after recovery, want 0", got)
+		}
+		if !drained(sub) {
+			t.Fatal("subscriber not woken by the renewal")
+		}
+		cache.release(ent, sub)
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/meshd/meshd/caservice"
 	"github.com/meshd/meshd/certs"
 )
 
@@ -118,6 +119,58 @@ at the scheduled time. The old root stays in the bundle until it expires.`,
 						return printState(env.Stdout, dir, st, t)
 					}
 				},
+			},
+			caServeCommand(),
+			{
+				Name: "token", Summary: "Manage single-use join tokens for 'meshd sds --join-token'.",
+				Subs: []*Command{{
+					Name: "create", Summary: "Mint a single-use, short-lived join token that enrolls one agent as --spiffe-id.",
+					Long: `The token is printed once; only its SHA-256 is stored (join-tokens.json in
+--state-dir, 0600). The CA service accepts it once, before it expires, and
+the agent then renews its certificate over mTLS. The SPIFFE ID must lie under
+spiffe://TD/meshd/agent/; the CA service's policy says which workload IDs
+that agent may get.`,
+					Setup: func(fs *flag.FlagSet) Action {
+						var dir, id string
+						var ttl time.Duration
+						fs.StringVar(&dir, "state-dir", "", stateDirUsage)
+						fs.StringVar(&id, "spiffe-id", "", "the agent's SPIFFE `ID` (spiffe://TD/meshd/agent/...); required")
+						fs.DurationVar(&ttl, "ttl", caservice.DefaultTokenTTL, "how long the token can be redeemed (at most 168h)")
+						return func(_ context.Context, env *Env, args []string) error {
+							if len(args) > 0 {
+								return usagef("unexpected arguments %q", args)
+							}
+							if id == "" {
+								return usagef("--spiffe-id is required")
+							}
+							sid, err := spiffeid.FromString(id)
+							if err != nil {
+								return usagef("--spiffe-id: %v", err)
+							}
+							if ttl <= 0 || ttl > caservice.MaxTokenTTL {
+								return usagef("--ttl must be positive and at most %s", caservice.MaxTokenTTL)
+							}
+							dir = orDefault(dir, DefaultStateDir)
+							st, err := certs.Store{Dir: dir}.Load()
+							if err != nil {
+								return err
+							}
+							if st.TrustDomain != sid.TrustDomain().Name() {
+								return usagef("--spiffe-id %s is not in the CA's trust domain %s", sid, st.TrustDomain)
+							}
+							if !caservice.IsAgentID(sid) {
+								return usagef("--spiffe-id %s: an agent's ID must lie under %s", sid, caservice.AgentPrefix(sid.TrustDomain()))
+							}
+							tok, exp, err := caservice.TokenStore{Dir: dir}.Create(sid, ttl)
+							if err != nil {
+								return err
+							}
+							fmt.Fprintln(env.Stdout, tok)
+							fmt.Fprintf(env.Stderr, "join token for %s, single use, expires %s\n", sid, ts(exp))
+							return nil
+						}
+					},
+				}},
 			},
 		},
 	}

@@ -57,6 +57,8 @@ versions served and acknowledged, and the last rejection (NACK).`,
 			fs.Var(params, "cfn-parameter", "CloudFormation parameter `NAME=VALUE` (repeatable; wins over the parameter's Default)")
 			fs.BoolVar(&noRetry, "no-default-retry-policy", false, "do not add App Mesh's default retry policy (2 retries on 503, connect failure, reset, gRPC UNAVAILABLE) to routes without one")
 			fs.DurationVar(&interval, "poll-interval", 250*time.Millisecond, "how often the configuration directory is checked for changes")
+			var caSvc caServiceFlags
+			caSvc.register(fs, "ca-", "")
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) > 0 {
 					return usagef("unexpected arguments %q", args)
@@ -88,10 +90,19 @@ versions served and acknowledged, and the last rejection (NACK).`,
 					{{Name: "config", Run: func(ctx context.Context) error { return src.Run(ctx, srv.Apply) }}},
 					{{Name: "ads", Run: func(ctx context.Context) error { return srv.Serve(ctx, ln) }}},
 				}
+				checks := []admin.Check{{Name: "configuration", Ready: func() bool { return closed(srv.Ready()) }}}
+				if caSvc.listen != "" {
+					ca, svc, caSrv, err := caSvc.components(env, reg)
+					if err != nil {
+						return err
+					}
+					stages[1] = append(stages[1], ca...)
+					stages[2] = append(stages[2], svc...)
+					checks = append(checks, admin.Check{Name: "ca-service", Ready: caSrv.Ready})
+				}
 				if metrics != "" {
 					stages[0] = []run.Component{{Name: "metrics", Run: (&admin.Server{
-						Addr: metrics, Gatherer: reg, Log: env.Log,
-						Checks:   []admin.Check{{Name: "configuration", Ready: func() bool { return closed(srv.Ready()) }}},
+						Addr: metrics, Gatherer: reg, Log: env.Log, Checks: checks,
 						Handlers: map[string]http.Handler{"GET /debug/nodes": nodesHandler(srv)},
 					}).Run}}
 				}

@@ -136,6 +136,7 @@ own uid get an identity (spiffe://TD/dev/uid/UID) — for trying meshd out.`,
 				maxConns, maxPerPeer, maxStreams    int
 				maxReq                              int
 				reload, grace                       time.Duration
+				up                                  upstreamFlags
 			)
 			ca.register(fs)
 			ca.registerSVID(fs)
@@ -154,6 +155,7 @@ own uid get an identity (spiffe://TD/dev/uid/UID) — for trying meshd out.`,
 			fs.IntVar(&maxReq, "max-request-bytes", sds.DefaultMaxRequest, "largest DiscoveryRequest accepted")
 			fs.DurationVar(&reload, "reload-interval", time.Second, "how often the identities file and CA state are checked for changes")
 			fs.DurationVar(&grace, "shutdown-grace", 5*time.Second, "how long shutdown waits for streams to close before cutting them")
+			up.register(fs)
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) > 0 {
 					return usagef("unexpected arguments %q", args)
@@ -176,9 +178,9 @@ own uid get an identity (spiffe://TD/dev/uid/UID) — for trying meshd out.`,
 				if err != nil {
 					return err
 				}
-				authority, err := certs.New(ccfg)
+				authority, runCA, caReady, err := up.authority(env, ccfg, &ca, reg)
 				if err != nil {
-					return fmt.Errorf("certificate authority: %w", err)
+					return err
 				}
 				cache, err := sds.NewCache(sds.CacheConfig{CA: authority, Log: env.Log, Registerer: reg})
 				if err != nil {
@@ -207,13 +209,13 @@ own uid get an identity (spiffe://TD/dev/uid/UID) — for trying meshd out.`,
 				}
 				stages := [][]run.Component{
 					nil,
-					{{Name: "ca", Run: authority.Run}, {Name: "svid-cache", Run: cache.Run}, {Name: "identities-reloader", Run: srv.RunReloader}},
+					{{Name: "ca", Run: runCA}, {Name: "svid-cache", Run: cache.Run}, {Name: "identities-reloader", Run: srv.RunReloader}},
 					{{Name: "sds", Run: srv.Run}},
 				}
 				if metrics != "" {
 					stages[0] = []run.Component{{Name: "metrics", Run: (&admin.Server{
 						Addr: metrics, Gatherer: reg, Log: env.Log,
-						Checks: []admin.Check{{Name: "sds", Ready: srv.Ready}},
+						Checks: []admin.Check{{Name: "sds", Ready: srv.Ready}, {Name: "certificate-source", Ready: caReady}},
 					}).Run}}
 				}
 				sup := &run.Supervisor{Log: env.Log, Stages: stages, StopTimeout: grace + 5*time.Second}
