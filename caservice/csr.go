@@ -114,7 +114,7 @@ func WorkloadRequest(csr *x509.CertificateRequest, td spiffeid.TrustDomain) (spi
 	if id.Path() == "" {
 		return spiffeid.ID{}, nil, fmt.Errorf("%w: %s is a trust domain, not a workload ID", ErrBadCSR, id)
 	}
-	if IsAgentID(id) || id == ServerID(td) {
+	if IsReserved(id) {
 		return spiffeid.ID{}, nil, fmt.Errorf("%w: %s is reserved for meshd", ErrBadCSR, id)
 	}
 	for _, d := range csr.DNSNames {

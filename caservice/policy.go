@@ -30,6 +30,13 @@ func IsAgentID(id spiffeid.ID) bool {
 	return strings.HasPrefix(id.Path(), agentPath) && len(id.Path()) > len(agentPath)
 }
 
+// IsReserved reports whether id lies under spiffe://TD/meshd/, the paths
+// meshd keeps for its agents and its CA service: no workload certificate is
+// ever signed for them.
+func IsReserved(id spiffeid.ID) bool {
+	return id.Path() == "/meshd" || strings.HasPrefix(id.Path(), "/meshd/")
+}
+
 // ServerID is the SPIFFE ID the CA service presents.
 func ServerID(td spiffeid.TrustDomain) spiffeid.ID {
 	id, _ := spiffeid.FromPath(td, ServerPath)
@@ -196,8 +203,8 @@ func ParsePolicy(data []byte, td spiffeid.TrustDomain) (*Policy, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s.spiffeIDs[%d]: %w", where, j, err)
 			}
-			if strings.HasPrefix(s, AgentPrefix(td)) || s == ServerID(td).String() {
-				return nil, fmt.Errorf("%s.spiffeIDs[%d]: %q is reserved for meshd's agents and CA service", where, j, s)
+			if path := strings.TrimPrefix(s, td.IDString()); path == "/meshd" || strings.HasPrefix(path, "/meshd/") {
+				return nil, fmt.Errorf("%s.spiffeIDs[%d]: %q is reserved for meshd's agents and CA service (spiffe://%s/meshd/...)", where, j, s, td.Name())
 			}
 			g.ids = append(g.ids, pt)
 		}
@@ -223,7 +230,7 @@ func (p *Policy) Allows(agent, id spiffeid.ID, dnsNames []string) error {
 		return fmt.Errorf("no grant for agent %s: not in trust domain %s", agent, p.td)
 	}
 	// A pattern such as spiffe://TD/*/* must not reach meshd's own IDs.
-	if IsAgentID(id) || id == ServerID(p.td) || strings.HasPrefix(id.Path(), "/meshd/") {
+	if IsReserved(id) {
 		return fmt.Errorf("%s is reserved for meshd", id)
 	}
 	matchedAgent, matchedID := false, false
