@@ -252,7 +252,16 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		VerifyPeerCertificate: s.verifyAgent,
 	}
 	gs := grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.Creds(boundedHandshakes{credentials.NewTLS(tlsCfg), make(chan struct{}, maxHandshakes)}),
+		// Agents send a few small messages per hour: no read buffer and a
+		// small, shared write buffer save ~60 KiB per connection (the
+		// defaults are 32 KiB each), which is most of the service's memory
+		// with 1,000 agents connected.
+		grpc.ReadBufferSize(0),
+		grpc.WriteBufferSize(4096),
+		grpc.SharedWriteBuffer(true),
+		grpc.InitialWindowSize(64<<10),
+		grpc.InitialConnWindowSize(64<<10),
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
 		grpc.MaxConcurrentStreams(64),
 		grpc.ConnectionTimeout(10*time.Second),
@@ -284,6 +293,27 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		return nil
 	}
 	return fmt.Errorf("ca service: %w", err)
+}
+
+// maxHandshakes bounds TLS handshakes in progress. A burst of agents
+// (every task of a service restarting) is CPU-bound anyway; bounding it
+// keeps the handshakes' transient memory from piling up.
+const maxHandshakes = 32
+
+// boundedHandshakes runs at most cap(sem) server handshakes at once.
+type boundedHandshakes struct {
+	credentials.TransportCredentials
+	sem chan struct{}
+}
+
+func (b boundedHandshakes) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	b.sem <- struct{}{}
+	defer func() { <-b.sem }()
+	return b.TransportCredentials.ServerHandshake(c)
+}
+
+func (b boundedHandshakes) Clone() credentials.TransportCredentials {
+	return boundedHandshakes{b.TransportCredentials.Clone(), b.sem}
 }
 
 // RunReloader re-reads the policy file every ReloadInterval until ctx is
