@@ -17,8 +17,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/meshd/meshd/bench/internal/harness"
 )
 
 func main() {
@@ -73,19 +74,18 @@ func run(window, settle time.Duration) error {
 	}
 	defer func() { cancel(); ag.Wait() }()
 	time.Sleep(settle)
-	t0, err := cpuTicks(ag.Process.Pid)
+	t0, err := harness.ProcCPU(ag.Process.Pid)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
 	time.Sleep(window)
-	t1, err := cpuTicks(ag.Process.Pid)
+	t1, err := harness.ProcCPU(ag.Process.Pid)
 	if err != nil {
 		return err
 	}
 	elapsed := time.Since(start)
-	const hz = 100 // USER_HZ
-	cpu := time.Duration(t1-t0) * time.Second / hz
+	cpu := t1 - t0
 	pct := 100 * cpu.Seconds() / elapsed.Seconds()
 	mark := "✓"
 	if pct > 1 {
@@ -95,16 +95,4 @@ func run(window, settle time.Duration) error {
 	fmt.Println("|---|---|---|")
 	fmt.Printf("| `meshd agent` idle CPU (health poll every 10 s, snapshots every 60 s; %s window) | %.2f %% of a core (%v) | ≤ 1 %% %s |\n", elapsed.Round(time.Second), pct, cpu, mark)
 	return nil
-}
-
-// cpuTicks is utime+stime of pid in clock ticks.
-func cpuTicks(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	s, _ := strconv.ParseInt(f[12], 10, 64)
-	return u + s, nil
 }

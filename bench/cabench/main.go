@@ -38,10 +38,11 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/meshd/meshd/bench/internal/harness"
 )
 
 type options struct {
@@ -92,7 +93,7 @@ func run(o options) int {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 
-	raiseNofile(uint64(2*o.n + 1024)) // client and server ends; the server inherits it
+	harness.RaiseNofile(uint64(2*o.n+1024), progress) // client and server ends; the server inherits it
 
 	dir, err := os.MkdirTemp("", "cabench")
 	if err != nil {
@@ -116,7 +117,7 @@ func run(o options) int {
 		}
 	}
 
-	rep := &report{loadStart: loadavg()}
+	rep := &report{loadStart: harness.LoadAvg()}
 	failed := false
 	for _, sc := range []struct {
 		name string
@@ -145,43 +146,7 @@ func run(o options) int {
 	return 0
 }
 
-// raiseNofile lifts RLIMIT_NOFILE so that thousands of connections fit
-// (as bench/sdsbench does).
-func raiseNofile(want uint64) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		progress("getrlimit: %v", err)
-		return
-	}
-	if lim.Cur >= want {
-		return
-	}
-	if lim.Max < want {
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: want}); err == nil {
-			return // as root
-		}
-	}
-	lim.Cur = lim.Max
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		progress("setrlimit: %v", err)
-	}
-	if lim.Cur < want {
-		progress("warning: RLIMIT_NOFILE is %d, below the %d the run needs", lim.Cur, want)
-	}
-}
-
-// percentile of sorted durations (nearest rank).
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(float64(len(sorted))*p/100+0.999999) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
-
-func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 type row struct {
 	metric, target, result string
@@ -201,8 +166,8 @@ func (r *report) add(metric, target, result string, pass bool) {
 
 func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "\n### meshd CA service benchmark — %s\n\n", time.Now().UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "Machine: %d CPUs (%s), kernel %s, %s, GOMAXPROCS %d; load average at the start %s, at the end %s\n\n",
-		runtime.NumCPU(), cpuModel(), kernel(), runtime.Version(), runtime.GOMAXPROCS(0), r.loadStart, loadavg())
+	fmt.Fprintf(w, "Machine: %s; load average at the start %s, at the end %s\n\n",
+		harness.Machine(), r.loadStart, harness.LoadAvg())
 	fmt.Fprintln(w, "| metric | target | meshd result | pass/fail |")
 	fmt.Fprintln(w, "|---|---|---|---|")
 	for _, x := range r.rows {
@@ -218,28 +183,4 @@ func (r *report) print(w io.Writer) {
 	for _, s := range append(r.info, r.notes...) {
 		fmt.Fprintf(w, "- %s\n", s)
 	}
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for l := range strings.SplitSeq(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
-}
-
-func kernel() string {
-	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	return strings.TrimSpace(string(b))
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	cav1 "github.com/meshd/meshd/api/ca/v1"
+	"github.com/meshd/meshd/bench/internal/harness"
 	"github.com/meshd/meshd/caservice"
 )
 
@@ -116,8 +117,8 @@ func scenarioSign(ctx context.Context, bin, dir string, o options, rep *report) 
 			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	waitQuiet(ctx, srv, o.quietWait)
-	nz, cpu0, self0 := startNoise(srv), srv.cpu(), selfCPU()
+	harness.WaitQuiet(ctx, cpuOf(srv), o.quietWait, progress)
+	nz, cpu0, self0 := harness.StartNoise(cpuOf(srv)), srv.cpu(), harness.SelfCPU()
 	ts := make([]signTiming, 0, o.csrCalls)
 	for range o.csrCalls {
 		t, err := signOnce(ctx, c)
@@ -126,7 +127,7 @@ func scenarioSign(ctx context.Context, bin, dir string, o options, rep *report) 
 		}
 		ts = append(ts, t)
 	}
-	srvCPU, selfC, share := srv.cpu()-cpu0, selfCPU()-self0, nz.share()
+	srvCPU, selfC, share := srv.cpu()-cpu0, harness.SelfCPU()-self0, nz.Share()
 	part := func(f func(signTiming) time.Duration) []time.Duration {
 		d := make([]time.Duration, len(ts))
 		for i, t := range ts {
@@ -139,15 +140,15 @@ func scenarioSign(ctx context.Context, bin, dir string, o options, rep *report) 
 	gen := part(func(t signTiming) time.Duration { return t.gen })
 	rpc := part(func(t signTiming) time.Duration { return t.rpc })
 	ver := part(func(t signTiming) time.Duration { return t.verify })
-	p50, p99 := percentile(total, 50), percentile(total, 99)
+	p50, p99 := harness.Percentile(total, 50), harness.Percentile(total, 99)
 	perCall := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(len(ts)) }
-	progress("sign: p50 %s, p99 %s%s", ms(p50), ms(p99), noiseNote(share))
+	progress("sign: p50 %s, p99 %s%s", ms(p50), ms(p99), harness.NoiseNote(share))
 	rep.add(fmt.Sprintf("CSR round trip on the agent's mTLS connection (P-256 key + CSR + `Sign` + parse and verify the chain against the returned bundle), %d sequential calls after %d warm-up", len(ts), warm),
-		"p99 ≤ 10 ms", fmt.Sprintf("p99 **%s** (p50 %s)%s", ms(p99), ms(p50), noiseNote(share)), p99 <= 10*time.Millisecond)
+		"p99 ≤ 10 ms", fmt.Sprintf("p99 **%s** (p50 %s)%s", ms(p99), ms(p50), harness.NoiseNote(share)), p99 <= 10*time.Millisecond)
 	rep.info = append(rep.info,
-		fmt.Sprintf("(1) round trip: p50 %s, p90 %s, p99 %s, max %s%s", ms(p50), ms(percentile(total, 90)), ms(p99), ms(total[len(total)-1]), noiseNote(share)),
+		fmt.Sprintf("(1) round trip: p50 %s, p90 %s, p99 %s, max %s%s", ms(p50), ms(harness.Percentile(total, 90)), ms(p99), ms(total[len(total)-1]), harness.NoiseNote(share)),
 		fmt.Sprintf("(1) parts, p50 / p99: key + CSR %s / %s; `Sign` RPC %s / %s; parse + verify %s / %s",
-			ms(percentile(gen, 50)), ms(percentile(gen, 99)), ms(percentile(rpc, 50)), ms(percentile(rpc, 99)), ms(percentile(ver, 50)), ms(percentile(ver, 99))),
+			ms(harness.Percentile(gen, 50)), ms(harness.Percentile(gen, 99)), ms(harness.Percentile(rpc, 50)), ms(harness.Percentile(rpc, 99)), ms(harness.Percentile(ver, 50)), ms(harness.Percentile(ver, 99))),
 		fmt.Sprintf("(1) CPU per call: server %.0f µs, harness (client) %.0f µs", perCall(srvCPU), perCall(selfC)))
 	return nil
 }
@@ -212,30 +213,30 @@ func scenarioEnroll(ctx context.Context, bin, dir string, o options, rep *report
 	peaks := make([]int64, len(rs))
 	failed, shares, noisy := 0, make([]string, len(rs)), ""
 	for i, r := range rs {
-		served[i], peaks[i], failed = r.served, r.peak.rss, failed+r.failed
+		served[i], peaks[i], failed = r.served, r.peak.RSS, failed+r.failed
 		shares[i] = fmt.Sprintf("%.0f", r.share)
-		if r.share > noisyShare {
+		if r.share > harness.NoisyShare {
 			noisy = "NOISY: "
 		}
 	}
 	ss, sp := slices.Sorted(slices.Values(served)), slices.Sorted(slices.Values(peaks))
-	worst := slices.MaxFunc(rs, func(a, b burstResult) int { return int(a.peak.rss - b.peak.rss) })
+	worst := slices.MaxFunc(rs, func(a, b burstResult) int { return int(a.peak.RSS - b.peak.RSS) })
 	rep.add(fmt.Sprintf("%d sidecars enroll at once (own TLS connection each, join token + fresh P-256 CSR): release → last successful response; worst of %d rounds (median)", o.n, len(rs)),
 		"≤ 2 s, all succeed", fmt.Sprintf("worst **%s** (median %s; rounds %s); %d of %d failed [%sother processes used %s %% of the CPUs]",
 			ms(ss[len(ss)-1]), ms(ss[len(ss)/2]), durList(served), failed, o.n*len(rs), noisy, strings.Join(shares, ", ")),
 		ss[len(ss)-1] <= 2*time.Second && failed == 0)
 	rep.add(fmt.Sprintf("CA service VmRSS peak during the burst and with the %d connections held open %s (20 ms samples); highest of %d rounds (median)", o.n, o.hold, len(rs)),
 		"≤ 60 MB", fmt.Sprintf("highest **%s = %.1f MB** (anon %s + file %s; VmHWM %s); median %s",
-			mib(worst.peak.rss), float64(worst.peak.rss)/1e6, mib(worst.peak.anon), mib(worst.peak.file), mib(worst.hwm), mib(sp[len(sp)/2])),
-		worst.peak.rss <= 60e6)
+			harness.MiB(worst.peak.RSS), float64(worst.peak.RSS)/1e6, harness.MiB(worst.peak.Anon), harness.MiB(worst.peak.File), harness.MiB(worst.hwm), harness.MiB(sp[len(sp)/2])),
+		worst.peak.RSS <= 60e6)
 	return nil
 }
 
 type burstResult struct {
 	served time.Duration // release → last successful response
 	failed int
-	share  float64   // other processes' CPU share during the burst
-	peak   memStatus // highest VmRSS sample
+	share  float64     // other processes' CPU share during the burst
+	peak   harness.Mem // highest VmRSS sample
 	hwm    int64
 	info   []string
 }
@@ -289,7 +290,7 @@ func enrollRound(ctx context.Context, bin, dir string, o options, round int) (bu
 		return burstResult{}, err
 	}
 	idleGo := srv.goMetrics()
-	waitQuiet(ctx, srv, o.quietWait)
+	harness.WaitQuiet(ctx, cpuOf(srv), o.quietWait, progress)
 
 	start := make(chan struct{})
 	var t0 time.Time
@@ -314,11 +315,11 @@ func enrollRound(ctx context.Context, bin, dir string, o options, round int) (bu
 	// The load generator's GC is off during the burst, so that it takes
 	// less of the CPU the server needs.
 	gc := debug.SetGCPercent(-1)
-	nz, cpu0, self0 := startNoise(srv), srv.cpu(), selfCPU()
+	nz, cpu0, self0 := harness.StartNoise(cpuOf(srv)), srv.cpu(), harness.SelfCPU()
 	t0 = time.Now()
 	close(start)
 	finished.Wait()
-	srvCPU, selfC, share := srv.cpu()-cpu0, selfCPU()-self0, nz.share()
+	srvCPU, selfC, share := srv.cpu()-cpu0, harness.SelfCPU()-self0, nz.Share()
 	debug.SetGCPercent(gc)
 	smp.holding.Store(true)
 	select {
@@ -332,8 +333,8 @@ func enrollRound(ctx context.Context, bin, dir string, o options, round int) (bu
 		return burstResult{}, err
 	}
 
-	r := burstResult{share: share, peak: smp.burst, hwm: end.hwm}
-	if smp.held.rss > r.peak.rss {
+	r := burstResult{share: share, peak: smp.burst, hwm: end.HWM}
+	if smp.held.RSS > r.peak.RSS {
 		r.peak = smp.held
 	}
 	var lat []time.Duration
@@ -358,13 +359,13 @@ func enrollRound(ctx context.Context, bin, dir string, o options, round int) (bu
 	if r.failed > 0 {
 		failures = fmt.Sprintf("%d FAILED, first: %v", r.failed, firstErr)
 	}
-	progress("%s: last of %d served %s after the release (%s); VmRSS peak %s%s", name, len(lat), ms(r.served), failures, mib(r.peak.rss), noiseNote(share))
+	progress("%s: last of %d served %s after the release (%s); VmRSS peak %s%s", name, len(lat), ms(r.served), failures, harness.MiB(r.peak.RSS), harness.NoiseNote(share))
 	r.info = []string{
 		fmt.Sprintf("(2) round %d: %d join tokens created with TokenStore.Create in %s (untimed); release → response per sidecar p50 %s, p99 %s, last %s; %s; CPU during the burst: server %s (%.0f µs per enrollment), harness (clients) %s%s",
-			round, o.n, ms(srv.tokensIn), ms(percentile(lat, 50)), ms(percentile(lat, 99)), ms(r.served), failures, ms(srvCPU), float64(srvCPU)/float64(time.Microsecond)/float64(o.n), ms(selfC), noiseNote(share)),
+			round, o.n, ms(srv.tokensIn), ms(harness.Percentile(lat, 50)), ms(harness.Percentile(lat, 99)), ms(r.served), failures, ms(srvCPU), float64(srvCPU)/float64(time.Microsecond)/float64(o.n), ms(selfC), harness.NoiseNote(share)),
 		fmt.Sprintf("(3) round %d: VmRSS idle %s (anon %s, file %s); peak during the burst %s (anon %s, file %s); peak while held open %s (anon %s, file %s); at the end %s; VmHWM %s; %d samples; (peak − idle) / %d = %.1f KiB per sidecar",
-			round, mib(idle.rss), mib(idle.anon), mib(idle.file), mib(smp.burst.rss), mib(smp.burst.anon), mib(smp.burst.file),
-			mib(smp.held.rss), mib(smp.held.anon), mib(smp.held.file), mib(end.rss), mib(end.hwm), smp.n, o.n, float64(r.peak.rss-idle.rss)/1024/float64(o.n)),
+			round, harness.MiB(idle.RSS), harness.MiB(idle.Anon), harness.MiB(idle.File), harness.MiB(smp.burst.RSS), harness.MiB(smp.burst.Anon), harness.MiB(smp.burst.File),
+			harness.MiB(smp.held.RSS), harness.MiB(smp.held.Anon), harness.MiB(smp.held.File), harness.MiB(end.RSS), harness.MiB(end.HWM), smp.n, o.n, float64(r.peak.RSS-idle.RSS)/1024/float64(o.n)),
 	}
 	if idleGo != nil && openGo != nil {
 		r.info = append(r.info, fmt.Sprintf("(3) round %d: server Go runtime idle: %s; held open: %s", round, goMem(idleGo), goMem(openGo)))
@@ -376,7 +377,7 @@ func enrollRound(ctx context.Context, bin, dir string, o options, round int) (bu
 // and for the time the connections are held open afterwards.
 type memSampler struct {
 	holding     atomic.Bool
-	burst, held memStatus
+	burst, held harness.Mem
 	n           int
 	stopc, done chan struct{}
 }
@@ -394,7 +395,7 @@ func sampleMem(srv *server, every time.Duration) *memSampler {
 				if m.holding.Load() {
 					p = &m.held
 				}
-				if s.rss > p.rss {
+				if s.RSS > p.RSS {
 					*p = s
 				}
 			}

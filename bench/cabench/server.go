@@ -1,17 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/meshd/meshd/bench/internal/harness"
 	"github.com/meshd/meshd/caservice"
 	"github.com/meshd/meshd/certs"
 )
@@ -182,79 +178,28 @@ func (s *server) bundle() (*x509bundle.Bundle, error) {
 	return x509bundle.FromX509Authorities(td, st.Roots()), nil
 }
 
+// goMem summarises goMetrics for the report.
+func goMem(m map[string]float64) string {
+	return fmt.Sprintf("goroutines %.0f, heap in use %s, stacks %s, runtime sys %s",
+		m["go_goroutines"], harness.MiB(int64(m["go_memstats_heap_inuse_bytes"])),
+		harness.MiB(int64(m["go_memstats_stack_inuse_bytes"])), harness.MiB(int64(m["go_memstats_sys_bytes"])))
+}
+
 // cpu is the server's user+system CPU time so far (10 ms resolution).
-func (s *server) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid()))
-	if err != nil {
-		return 0
-	}
-	// utime and stime are fields 14 and 15, counted after the ")" that
-	// ends the command name as fields 12 and 13.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ is 100
-}
+func (s *server) cpu() time.Duration { d, _ := harness.ProcCPU(s.pid()); return d }
 
-// memStatus is the server's resident memory from /proc/<pid>/status.
-type memStatus struct{ rss, hwm, anon, file int64 } // bytes
+// cpuOf is srv's CPU clock for harness.StartNoise.
+func cpuOf(srv *server) func() time.Duration { return srv.cpu }
 
-func (s *server) mem() (memStatus, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.pid()))
-	if err != nil {
-		return memStatus{}, err
-	}
-	defer f.Close()
-	var m memStatus
-	fields := map[string]*int64{"VmRSS": &m.rss, "VmHWM": &m.hwm, "RssAnon": &m.anon, "RssFile": &m.file}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), ":")
-		if dst, ok := fields[k]; ok {
-			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				return m, fmt.Errorf("/proc status %q: %w", sc.Text(), err)
-			}
-			*dst = n << 10
-		}
-	}
-	if m.rss == 0 {
-		return m, errors.New("no VmRSS in /proc status")
-	}
-	return m, sc.Err()
-}
+// mem is the server's resident memory.
+func (s *server) mem() (harness.Mem, error) { return harness.ReadMem(s.pid()) }
 
 // goMetrics scrapes a few of the server's Go runtime metrics (-metrics).
 func (s *server) goMetrics() map[string]float64 {
 	if s.metrics == "" {
 		return nil
 	}
-	c := http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get("http://" + s.metrics + "/metrics")
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
-	for sc.Scan() {
-		name, val, ok := strings.Cut(sc.Text(), " ")
-		if !ok || !strings.HasPrefix(name, "go_goroutines") && !strings.HasPrefix(name, "go_memstats_") {
-			continue
-		}
-		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
-			out[name] = v
-		}
-	}
-	return out
-}
-
-// goMem summarises goMetrics for the report.
-func goMem(m map[string]float64) string {
-	return fmt.Sprintf("goroutines %.0f, heap in use %s, stacks %s, runtime sys %s",
-		m["go_goroutines"], mib(int64(m["go_memstats_heap_inuse_bytes"])),
-		mib(int64(m["go_memstats_stack_inuse_bytes"])), mib(int64(m["go_memstats_sys_bytes"])))
+	return harness.GoMetrics(s.metrics, func(name string) bool {
+		return strings.HasPrefix(name, "go_goroutines") || strings.HasPrefix(name, "go_memstats_")
+	})
 }

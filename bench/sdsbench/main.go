@@ -38,11 +38,12 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/meshd/meshd/bench/internal/harness"
 )
 
 type options struct {
@@ -101,7 +102,7 @@ func run(o options) int {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 
-	raiseNofile(uint64(4*o.streams + 1024))
+	harness.RaiseNofile(uint64(4*o.streams+1024), progress)
 
 	bin := o.meshd
 	if bin == "" {
@@ -158,42 +159,7 @@ func run(o options) int {
 	return 0
 }
 
-// raiseNofile lifts RLIMIT_NOFILE so that thousands of connections fit;
-// the server subprocesses inherit it.
-func raiseNofile(want uint64) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		progress("getrlimit: %v", err)
-		return
-	}
-	if lim.Max < want {
-		lim.Max = want // works as root; otherwise the soft limit goes to the hard one below
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: want}); err == nil {
-			progress("RLIMIT_NOFILE raised to %d", want)
-			return
-		}
-		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
-	}
-	lim.Cur = lim.Max
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		progress("setrlimit: %v", err)
-	}
-	if lim.Cur < want {
-		progress("warning: RLIMIT_NOFILE is %d, below the %d the run needs", lim.Cur, want)
-	}
-}
-
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(float64(len(sorted))*p/100+0.999999) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
-
-func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 type row struct {
 	metric, target, result string
@@ -212,8 +178,8 @@ func (r *report) add(metric, target, result string, pass bool) {
 
 func (r *report) print(w io.Writer, o options) {
 	fmt.Fprintf(w, "\n### meshd SDS benchmark — %s\n\n", time.Now().UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "Machine: %d CPUs (%s), kernel %s, %s, GOMAXPROCS %d; load average at the end: %s\n\n",
-		runtime.NumCPU(), cpuModel(), kernel(), runtime.Version(), runtime.GOMAXPROCS(0), loadavg())
+	fmt.Fprintf(w, "Machine: %s; load average at the end: %s\n\n",
+		harness.Machine(), harness.LoadAvg())
 	fmt.Fprintln(w, "| metric | target | SPIRE anchor | meshd result | pass/fail |")
 	fmt.Fprintln(w, "|---|---|---|---|---|")
 	for _, x := range r.rows {
@@ -233,28 +199,4 @@ func (r *report) print(w io.Writer, o options) {
 	for _, s := range r.notes {
 		fmt.Fprintf(w, "- %s\n", s)
 	}
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, l := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
-}
-
-func kernel() string {
-	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	return strings.TrimSpace(string(b))
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/meshd/meshd/bench/internal/harness"
 	"github.com/meshd/meshd/certs"
 	"github.com/meshd/meshd/sds/sdsclient"
 )
@@ -45,7 +46,7 @@ func scenarioFirst(ctx context.Context, bin string, o options, rep *report) erro
 	var bestCPU time.Duration
 	bestShare := -1.0
 	for attempt := 0; ; attempt++ {
-		waitQuiet(ctx, srv, o.quietWait)
+		harness.WaitQuiet(ctx, cpuOf(srv), o.quietWait, progress)
 		lat, share, srvCPU, err := firstSecrets(ctx, srv, o.first)
 		if err != nil {
 			return err
@@ -53,7 +54,7 @@ func scenarioFirst(ctx context.Context, bin string, o options, rep *report) erro
 		if bestShare < 0 || share < bestShare {
 			best, bestShare, bestCPU = lat, share, srvCPU
 		}
-		if !noisy(share) || attempt >= o.retries || !haveTime(ctx, reserveAfterA) {
+		if !harness.Noisy(share) || attempt >= o.retries || !haveTime(ctx, reserveAfterA) {
 			break
 		}
 		progress("a: other processes used %.0f%% of the CPUs during the measurement; repeating it", share)
@@ -87,13 +88,13 @@ func scenarioFirst(ctx context.Context, bin string, o options, rep *report) erro
 		ref = append(ref, d)
 	}
 	slices.Sort(ref)
-	p50, p90, p99 := percentile(lat, 50), percentile(lat, 90), percentile(lat, 99)
+	p50, p90, p99 := harness.Percentile(lat, 50), harness.Percentile(lat, 90), harness.Percentile(lat, 99)
 	rep.add("first secret on a new connection (dial + attest + request + response), p50", "≤ 0.5 ms", ms(p50), p50 <= 500*time.Microsecond)
 	rep.add("first secret on a new connection, p99", "≤ 2 ms", ms(p99), p99 <= 2*time.Millisecond)
 	rep.info = append(rep.info, fmt.Sprintf("(a) first secret over %d sequential fresh connections: p50 %s, p90 %s, p99 %s, max %s; server CPU %.0f µs per connection%s",
-		len(lat), ms(p50), ms(p90), ms(p99), ms(lat[len(lat)-1]), float64(bestCPU)/float64(time.Microsecond)/float64(len(lat)), noiseNote(bestShare)),
+		len(lat), ms(p50), ms(p90), ms(p99), ms(lat[len(lat)-1]), float64(bestCPU)/float64(time.Microsecond)/float64(len(lat)), harness.NoiseNote(bestShare)),
 		fmt.Sprintf("(a) for reference, a new stream on an established connection (no dial, no attestation): p50 %s, p99 %s",
-			ms(percentile(ref, 50)), ms(percentile(ref, 99))))
+			ms(harness.Percentile(ref, 50)), ms(harness.Percentile(ref, 99))))
 	return nil
 }
 
@@ -101,7 +102,7 @@ func scenarioFirst(ctx context.Context, bin string, o options, rep *report) erro
 // harness's own GC is off meanwhile (an Envoy has none).
 func firstSecrets(ctx context.Context, srv *server, n int) (lat []time.Duration, share float64, srvCPU time.Duration, err error) {
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	nz := startNoise(srv)
+	nz := harness.StartNoise(cpuOf(srv))
 	cpu0, _ := srv.cpu()
 	lat = make([]time.Duration, 0, n)
 	for range n {
@@ -120,24 +121,24 @@ func firstSecrets(ctx context.Context, srv *server, n int) (lat []time.Duration,
 		lat = append(lat, d)
 	}
 	cpu1, _ := srv.cpu()
-	return lat, nz.share(), cpu1 - cpu0, nil
+	return lat, nz.Share(), cpu1 - cpu0, nil
 }
 
 // (b) n connections opened at once; then RSS while they stay open. Each
 // run uses a fresh server; pass/fail is on the median of the quiet runs.
 func scenarioBurst(ctx context.Context, bin string, o options, rep *report) error {
 	var quietServed, allServed []time.Duration
-	var worstMem memStatus
+	var worstMem harness.Mem
 	for run := 1; ; run++ {
 		r, err := burstOnce(ctx, bin, o, run)
 		if err != nil {
 			return err
 		}
 		allServed = append(allServed, r.served)
-		if !noisy(r.share) {
+		if !harness.Noisy(r.share) {
 			quietServed = append(quietServed, r.served)
 		}
-		if r.mem.rss > worstMem.rss {
+		if r.mem.RSS > worstMem.RSS {
 			worstMem = r.mem
 		}
 		rep.info = append(rep.info, r.info...)
@@ -154,14 +155,14 @@ func scenarioBurst(ctx context.Context, bin string, o options, rep *report) erro
 	rep.add(fmt.Sprintf("%d concurrent new streams (own connection each), all served (median of %d %s)", o.streams, len(served), which),
 		"≤ 250 ms", fmt.Sprintf("%s (runs: %s)", ms(med), durList(served)), med <= 250*time.Millisecond)
 	rep.add(fmt.Sprintf("server VmRSS with %d streams open (highest of %d runs)", o.streams, len(allServed)), "≤ 40 MB",
-		fmt.Sprintf("%s (anon %s + file %s)", mib(worstMem.rss), mib(worstMem.anon), mib(worstMem.file)), worstMem.rss <= 40e6)
+		fmt.Sprintf("%s (anon %s + file %s)", harness.MiB(worstMem.RSS), harness.MiB(worstMem.Anon), harness.MiB(worstMem.File)), worstMem.RSS <= 40e6)
 	return nil
 }
 
 type burstResult struct {
 	served time.Duration
 	share  float64
-	mem    memStatus
+	mem    harness.Mem
 	info   []string
 }
 
@@ -177,15 +178,15 @@ func burstOnce(ctx context.Context, bin string, o options, run int) (burstResult
 		return burstResult{}, err
 	}
 	idleGo := srv.goMetrics()
-	waitQuiet(ctx, srv, o.quietWait)
+	harness.WaitQuiet(ctx, cpuOf(srv), o.quietWait, progress)
 	// The load generator's own GC is off during the burst, so that it takes
 	// less of the CPU the server needs (memory is not the harness's concern).
 	gc := debug.SetGCPercent(-1)
 	srvCPU0, _ := srv.cpu()
-	self0, nz := selfCPU(), startNoise(srv)
+	self0, nz := harness.SelfCPU(), harness.StartNoise(cpuOf(srv))
 	f, err := openFleet(ctx, srv.socket, []string{"default"}, o.streams, 10*time.Second)
 	srvCPU1, _ := srv.cpu()
-	self1, share := selfCPU(), nz.share()
+	self1, share := harness.SelfCPU(), nz.Share()
 	debug.SetGCPercent(gc)
 	if err != nil {
 		return burstResult{}, err
@@ -193,14 +194,14 @@ func burstOnce(ctx context.Context, bin string, o options, run int) (burstResult
 	defer f.close()
 	lat := slices.Sorted(slices.Values(f.openLat))
 	// RSS while they stay open: the highest of a few samples over 2s.
-	var open memStatus
+	var open harness.Mem
 	for range 5 {
 		time.Sleep(400 * time.Millisecond)
 		m, err := srv.mem()
 		if err != nil {
 			return burstResult{}, err
 		}
-		if m.rss > open.rss {
+		if m.RSS > open.RSS {
 			open = m
 		}
 	}
@@ -216,20 +217,20 @@ func burstOnce(ctx context.Context, bin string, o options, run int) (burstResult
 		return burstResult{}, fmt.Errorf("%d streams failed while open", f.errs.Load())
 	}
 	srvCPU, selfC := srvCPU1-srvCPU0, self1-self0
-	progress("b%d: all %d served in %s; CPU: server %s, harness %s; VmRSS %s%s", run, o.streams, ms(f.openAll), ms(srvCPU), ms(selfC), mib(open.rss), noiseNote(share))
+	progress("b%d: all %d served in %s; CPU: server %s, harness %s; VmRSS %s%s", run, o.streams, ms(f.openAll), ms(srvCPU), ms(selfC), harness.MiB(open.RSS), harness.NoiseNote(share))
 	r := burstResult{served: f.openAll, share: share, mem: open}
 	r.info = []string{
 		fmt.Sprintf("(b) run %d: all served in %s; per-connection time to first response p50 %s, p99 %s; CPU during the burst: server %s, harness (clients) %s%s",
-			run, ms(f.openAll), ms(percentile(lat, 50)), ms(percentile(lat, 99)), ms(srvCPU), ms(selfC), noiseNote(share)),
+			run, ms(f.openAll), ms(harness.Percentile(lat, 50)), ms(harness.Percentile(lat, 99)), ms(srvCPU), ms(selfC), harness.NoiseNote(share)),
 		fmt.Sprintf("(b) run %d: server VmRSS idle (one stream served) %s (anon %s, file %s); with %d streams open %s (anon %s, file %s; VmHWM %s): %.1f KiB per open connection",
-			run, mib(idle.rss), mib(idle.anon), mib(idle.file), o.streams, mib(open.rss), mib(open.anon), mib(open.file), mib(open.hwm), float64(open.rss-idle.rss)/1024/float64(o.streams)),
+			run, harness.MiB(idle.RSS), harness.MiB(idle.Anon), harness.MiB(idle.File), o.streams, harness.MiB(open.RSS), harness.MiB(open.Anon), harness.MiB(open.File), harness.MiB(open.HWM), float64(open.RSS-idle.RSS)/1024/float64(o.streams)),
 	}
 	if idleGo != nil && openGo != nil {
 		r.info = append(r.info, fmt.Sprintf("(b) run %d: server Go runtime idle → open: goroutines %.0f → %.0f, heap in use %s → %s, goroutine stacks %s → %s, runtime sys total %s → %s",
 			run, idleGo["go_goroutines"], openGo["go_goroutines"],
-			mib(int64(idleGo["go_memstats_heap_inuse_bytes"])), mib(int64(openGo["go_memstats_heap_inuse_bytes"])),
-			mib(int64(idleGo["go_memstats_stack_inuse_bytes"])), mib(int64(openGo["go_memstats_stack_inuse_bytes"])),
-			mib(int64(idleGo["go_memstats_sys_bytes"])), mib(int64(openGo["go_memstats_sys_bytes"]))))
+			harness.MiB(int64(idleGo["go_memstats_heap_inuse_bytes"])), harness.MiB(int64(openGo["go_memstats_heap_inuse_bytes"])),
+			harness.MiB(int64(idleGo["go_memstats_stack_inuse_bytes"])), harness.MiB(int64(openGo["go_memstats_stack_inuse_bytes"])),
+			harness.MiB(int64(idleGo["go_memstats_sys_bytes"])), harness.MiB(int64(openGo["go_memstats_sys_bytes"]))))
 	}
 	return r, nil
 }
@@ -250,13 +251,13 @@ func scenarioRotation(ctx context.Context, bin string, o options, rep *report) e
 	defer f.close()
 	progress("c: %d connections × 2 streams open in %s", o.streams, ms(f.openAll))
 	if m, err := srv.mem(); err == nil {
-		rep.info = append(rep.info, fmt.Sprintf("(c) server VmRSS with %d connections × 2 streams (default + ROOTCA) open: %s (anon %s, file %s)", o.streams, mib(m.rss), mib(m.anon), mib(m.file)))
+		rep.info = append(rep.info, fmt.Sprintf("(c) server VmRSS with %d connections × 2 streams (default + ROOTCA) open: %s (anon %s, file %s)", o.streams, harness.MiB(m.RSS), harness.MiB(m.Anon), harness.MiB(m.File)))
 	}
 	var svid, bundle []rotation
 	quietCount := func(rs []rotation) int {
 		n := 0
 		for _, r := range rs {
-			if !noisy(r.share) {
+			if !harness.Noisy(r.share) {
 				n++
 			}
 		}
@@ -277,18 +278,18 @@ func scenarioRotation(ctx context.Context, bin string, o options, rep *report) e
 				return fmt.Errorf("SVID rotation %d: %w", len(svid)+1, err)
 			}
 			svid = append(svid, r)
-			progress("c: SVID rotation %d: scheduled → first %s, → last %s; spread %s%s", len(svid), ms(r.toFirst), ms(r.toLast), ms(r.spread), noiseNote(r.share))
+			progress("c: SVID rotation %d: scheduled → first %s, → last %s; spread %s%s", len(svid), ms(r.toFirst), ms(r.toLast), ms(r.spread), harness.NoiseNote(r.share))
 			time.Sleep(300 * time.Millisecond) // ACKs settle
 		}
 		if needBundle {
 			// Short: the next SVID rotation is a few seconds away.
-			waitQuiet(ctx, srv, min(o.quietWait, 3*time.Second))
+			harness.WaitQuiet(ctx, cpuOf(srv), min(o.quietWait, 3*time.Second), progress)
 			r, err := bundleRound(ctx, bin, srv, f, bundleIdx)
 			if err != nil {
 				return fmt.Errorf("bundle rotation %d: %w", len(bundle)+1, err)
 			}
 			bundle = append(bundle, r)
-			progress("c: bundle rotation %d: command exited → last %s (command started → last %s); spread %s%s", len(bundle), ms(r.toLast), ms(r.fromStart), ms(r.spread), noiseNote(r.share))
+			progress("c: bundle rotation %d: command exited → last %s (command started → last %s); spread %s%s", len(bundle), ms(r.toLast), ms(r.fromStart), ms(r.spread), harness.NoiseNote(r.share))
 			time.Sleep(300 * time.Millisecond)
 		}
 	}
@@ -328,7 +329,7 @@ type rotation struct {
 func quietOnes(rs []rotation) ([]rotation, string) {
 	var q []rotation
 	for _, r := range rs {
-		if !noisy(r.share) {
+		if !harness.Noisy(r.share) {
 			q = append(q, r)
 		}
 	}
@@ -388,14 +389,14 @@ func svidRound(ctx context.Context, srv *server, f *fleet, j int) (rotation, err
 		}
 		r := f.arm(j)
 		time.Sleep(time.Until(rt) - 500*time.Millisecond)
-		nz := startNoise(srv)
+		nz := harness.StartNoise(cpuOf(srv))
 		gc := debug.SetGCPercent(-1) // the harness's GC must not delay the receivers
 		err = f.wait(ctx, j, r, time.Until(rt)+15*time.Second)
 		debug.SetGCPercent(gc)
 		if err != nil {
 			return rotation{}, err
 		}
-		share := nz.share()
+		share := nz.Share()
 		first, last := r.span()
 		if now, ok := f.common(j); ok {
 			nl, err := leafOf(now)
@@ -441,7 +442,7 @@ func bundleRound(ctx context.Context, bin string, srv *server, f *fleet, j int) 
 	cmd := exec.CommandContext(ctx, bin, "ca", "rotate", "--now", "--state-dir", srv.stateDir)
 	// The noise window starts a little before the command, so that its
 	// 10 ms ticks are not too coarse; the command's own CPU is not noise.
-	nz := startNoise(srv)
+	nz := harness.StartNoise(cpuOf(srv))
 	time.Sleep(300 * time.Millisecond)
 	gc := debug.SetGCPercent(-1) // the harness's GC must not delay the receivers
 	defer debug.SetGCPercent(gc)
@@ -454,7 +455,7 @@ func bundleRound(ctx context.Context, bin string, srv *server, f *fleet, j int) 
 	if err := f.wait(ctx, j, r, 10*time.Second); err != nil {
 		return rotation{}, err
 	}
-	share := nz.shareExcept(cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime())
+	share := nz.ShareExcept(cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime())
 	first, last := r.span()
 	if now, ok := f.common(j); !ok || rootsIn(now) != 2 {
 		return rotation{}, fmt.Errorf("after the rollover the ROOTCA streams do not all hold a two-root bundle")
@@ -489,8 +490,8 @@ func scenarioIssue(ctx context.Context, _ string, o options, rep *report) error 
 	}
 	var rate, share float64
 	for attempt := 0; ; attempt++ {
-		waitQuiet(ctx, nil, o.quietWait)
-		nz := startNoise(nil)
+		harness.WaitQuiet(ctx, cpuOf(nil), o.quietWait, progress)
+		nz := harness.StartNoise(cpuOf(nil))
 		n, t0 := 0, time.Now()
 		for time.Since(t0) < o.issueFor && ctx.Err() == nil {
 			if _, err := ca.Issue(id, nil); err != nil {
@@ -498,15 +499,15 @@ func scenarioIssue(ctx context.Context, _ string, o options, rep *report) error 
 			}
 			n++
 		}
-		r, sh := float64(n)/time.Since(t0).Seconds(), nz.share()
+		r, sh := float64(n)/time.Since(t0).Seconds(), nz.Share()
 		if attempt == 0 || sh < share {
 			rate, share = r, sh
 		}
-		if !noisy(sh) || attempt >= o.retries || !haveTime(ctx, o.issueFor+5*time.Second) {
+		if !harness.Noisy(sh) || attempt >= o.retries || !haveTime(ctx, o.issueFor+5*time.Second) {
 			break
 		}
 	}
 	rep.add("P-256 SVID issuance (certs.CA.Issue), one goroutine = one core", "≥ 5,000 /s/core", fmt.Sprintf("%.0f /s", rate), rate >= 5000)
-	rep.info = append(rep.info, fmt.Sprintf("issuance: %.0f SVIDs/s over %s%s", rate, o.issueFor, noiseNote(share)))
+	rep.info = append(rep.info, fmt.Sprintf("issuance: %.0f SVIDs/s over %s%s", rate, o.issueFor, harness.NoiseNote(share)))
 	return nil
 }

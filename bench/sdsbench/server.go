@@ -1,20 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/meshd/meshd/bench/internal/harness"
 )
 
 const trustDomain = "bench.example"
@@ -156,128 +153,28 @@ func (s *server) stop() {
 var serverEnv []string
 
 // cpu is the server's user+system CPU time so far (10 ms resolution).
-func (s *server) cpu() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid()))
-	if err != nil {
-		return 0, err
+func (s *server) cpu() (time.Duration, error) { return harness.ProcCPU(s.pid()) }
+
+// cpuOf is srv's CPU clock for harness.StartNoise (nil without a server).
+func cpuOf(srv *server) func() time.Duration {
+	if srv == nil {
+		return nil
 	}
-	// Fields after the ")" that ends the command name; utime and stime are
-	// fields 14 and 15 of the whole line.
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, errors.New("short /proc stat")
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond, nil // USER_HZ is 100 on Linux
+	return func() time.Duration { d, _ := srv.cpu(); return d }
 }
 
-// machineBusy is the CPU time all processors spent busy so far (from
-// /proc/stat: everything but idle and iowait), to tell how much other
-// processes used during a measurement.
-func machineBusy() time.Duration {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0
-	}
-	var busy int64
-	for i, v := range f[1:9] {
-		if i == 3 || i == 4 { // idle, iowait
-			continue
-		}
-		n, _ := strconv.ParseInt(v, 10, 64)
-		busy += n
-	}
-	return time.Duration(busy) * 10 * time.Millisecond
-}
-
-// selfCPU is this process's user+system CPU time so far.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// memStatus is the server's resident memory from /proc/<pid>/status.
-type memStatus struct{ rss, hwm, anon, file int64 } // bytes
-
-func (s *server) mem() (memStatus, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.pid()))
-	if err != nil {
-		return memStatus{}, err
-	}
-	defer f.Close()
-	var m memStatus
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		var dst *int64
-		switch k {
-		case "VmRSS":
-			dst = &m.rss
-		case "VmHWM":
-			dst = &m.hwm
-		case "RssAnon":
-			dst = &m.anon
-		case "RssFile":
-			dst = &m.file
-		default:
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) != 2 || f[1] != "kB" {
-			return m, fmt.Errorf("unexpected %s line %q", k, sc.Text())
-		}
-		n, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return m, err
-		}
-		*dst = n << 10
-	}
-	if m.rss == 0 {
-		return m, errors.New("no VmRSS in /proc status")
-	}
-	return m, sc.Err()
-}
+// mem is the server's resident memory.
+func (s *server) mem() (harness.Mem, error) { return harness.ReadMem(s.pid()) }
 
 // goMetrics scrapes a few of the server's own Go runtime metrics.
 func (s *server) goMetrics() map[string]float64 {
 	if s.metrics == "" {
 		return nil
 	}
-	c := http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get("http://" + s.metrics + "/metrics")
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
 	want := map[string]bool{
 		"go_goroutines": true, "go_memstats_heap_inuse_bytes": true, "go_memstats_stack_inuse_bytes": true,
 		"go_memstats_sys_bytes": true, "go_memstats_heap_idle_bytes": true, "go_memstats_heap_released_bytes": true,
 		"go_memstats_mspan_inuse_bytes": true, "go_memstats_other_sys_bytes": true, "go_memstats_gc_sys_bytes": true,
 	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		name, val, ok := strings.Cut(sc.Text(), " ")
-		if !ok || !want[name] {
-			continue
-		}
-		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
-			out[name] = v
-		}
-	}
-	return out
+	return harness.GoMetrics(s.metrics, func(name string) bool { return want[name] })
 }

@@ -25,7 +25,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,6 +35,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/meshd/meshd/bench/internal/harness"
 	"github.com/meshd/meshd/internal/xdstest"
 )
 
@@ -137,7 +137,8 @@ func run(ctx context.Context, meshd string, nodes, clients int) (missed bool, er
 		return false, fmt.Errorf("initial sync: %w", err)
 	}
 	syncAll := time.Since(t0)
-	rss, hwm := memory(cmd.Process.Pid)
+	m1, _ := harness.ReadMem(cmd.Process.Pid)
+	rss, hwm := m1.RSS, m1.HWM
 
 	// Change router 0's routes.
 	const router = 0
@@ -180,8 +181,8 @@ func run(ctx context.Context, meshd string, nodes, clients int) (missed bool, er
 			}
 		}
 	}
-	rss2, hwm2 := memory(cmd.Process.Pid)
-	rss, hwm = max(rss, rss2), max(hwm, hwm2)
+	m2, _ := harness.ReadMem(cmd.Process.Pid)
+	rss, hwm = max(rss, m2.RSS), max(hwm, m2.HWM)
 
 	fmt.Printf("| measurement | result | target |\n|---|---|---|\n")
 	fmt.Printf("| control plane start (%d nodes, %d routes) | %v | — |\n", nodes, nodes*5, startup.Round(time.Millisecond))
@@ -223,27 +224,6 @@ func waitAll(ctx context.Context, cs []*xdstest.Client, which []int, cond func(i
 		}
 	}
 	return nil
-}
-
-func memory(pid int) (rss, hwm int64) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = v << 10
-		case "VmHWM:":
-			hwm = v << 10
-		}
-	}
-	return rss, hwm
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
