@@ -5,8 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -16,7 +14,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffegrpc/grpccredentials"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -26,6 +23,7 @@ import (
 	cav1 "github.com/meshd/meshd/api/ca/v1"
 	"github.com/meshd/meshd/caservice"
 	"github.com/meshd/meshd/certs"
+	"github.com/meshd/meshd/issuer"
 )
 
 // The benchmarks run the service in process on loopback TCP, as
@@ -132,43 +130,17 @@ func benchKeyCSR(id spiffeid.ID, dns []string) (*ecdsa.PrivateKey, []byte, error
 	return key, der, err
 }
 
-// benchVerify checks resp against the bundle it carries, as the sidecar
-// does.
+// benchVerify checks resp as the sidecar does (issuer.VerifyIssued).
 func benchVerify(resp *cav1.Issued, key *ecdsa.PrivateKey, want spiffeid.ID, dns string) (*x509svid.SVID, error) {
-	var chain, roots []*x509.Certificate
-	for _, der := range resp.GetChain() {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, err
-		}
-		chain = append(chain, c)
+	var names []string
+	if dns != "" {
+		names = []string{dns}
 	}
-	for _, der := range resp.GetBundle().GetRoots() {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, err
-		}
-		roots = append(roots, c)
-	}
-	if len(chain) == 0 {
-		return nil, errors.New("no certificate")
-	}
-	id, _, err := x509svid.Verify(chain, x509bundle.FromX509Authorities(td, roots))
+	chain, _, err := issuer.VerifyIssued(resp, td, want, names, key.Public(), time.Now())
 	if err != nil {
 		return nil, err
 	}
-	if id != want {
-		return nil, fmt.Errorf("certified %s, want %s", id, want)
-	}
-	if dns != "" {
-		if err := chain[0].VerifyHostname(dns); err != nil {
-			return nil, err
-		}
-	}
-	if !key.PublicKey.Equal(chain[0].PublicKey) {
-		return nil, errors.New("another key was certified")
-	}
-	return &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: key}, nil
+	return &x509svid.SVID{ID: want, Certificates: chain, PrivateKey: key}, nil
 }
 
 // reportLatency adds the p50 and p99 of the recorded durations.

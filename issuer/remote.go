@@ -198,13 +198,9 @@ func (r *Remote) setBundle(m *cav1.Bundle) error {
 	if len(m.GetRoots()) == 0 {
 		return errors.New("CA service sent an empty bundle")
 	}
-	roots := make([]*x509.Certificate, 0, len(m.GetRoots()))
-	for _, der := range m.GetRoots() {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return fmt.Errorf("CA service bundle: %w", err)
-		}
-		roots = append(roots, c)
+	roots, err := parseDER(m.GetRoots())
+	if err != nil {
+		return fmt.Errorf("CA service bundle: %w", err)
 	}
 	b := x509bundle.FromX509Authorities(r.cfg.TrustDomain, roots)
 	if old := r.bundle.Load(); old.Equal(b) {
@@ -216,50 +212,65 @@ func (r *Remote) setBundle(m *cav1.Bundle) error {
 	return nil
 }
 
-// verifyIssued checks a response against the bundle it carries: the chain
-// must verify, name want (when not zero) and certify key's public half.
-func (r *Remote) verifyIssued(resp *cav1.Issued, want spiffeid.ID, dns []string) ([]*x509.Certificate, *x509bundle.Bundle, error) {
+// VerifyIssued checks a CA service answer the way a sidecar must before
+// using it: the chain verifies against the bundle the answer carries (of
+// td), names want (unless zero), carries every DNS name in dns and
+// certifies pub. The chain is checked at now or, when now is before the
+// leaf's NotBefore (this host's clock is behind the service's by more than
+// the backdating), at NotBefore instead; skew says by how much.
+func VerifyIssued(resp *cav1.Issued, td spiffeid.TrustDomain, want spiffeid.ID, dns []string, pub crypto.PublicKey, now time.Time) (chain []*x509.Certificate, skew time.Duration, err error) {
 	if len(resp.GetChain()) == 0 {
-		return nil, nil, errors.New("CA service sent no certificate")
+		return nil, 0, errors.New("CA service sent no certificate")
 	}
-	chain := make([]*x509.Certificate, 0, len(resp.GetChain()))
-	for _, der := range resp.GetChain() {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, nil, fmt.Errorf("CA service certificate: %w", err)
-		}
-		chain = append(chain, c)
+	if chain, err = parseDER(resp.GetChain()); err != nil {
+		return nil, 0, fmt.Errorf("CA service certificate: %w", err)
 	}
-	var roots []*x509.Certificate
-	for _, der := range resp.GetBundle().GetRoots() {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, nil, fmt.Errorf("CA service bundle: %w", err)
-		}
-		roots = append(roots, c)
-	}
-	b := x509bundle.FromX509Authorities(r.cfg.TrustDomain, roots)
-	// A certificate fresh from the CA service is valid from (about) the
-	// service's "now": if this host's clock is behind by more than the
-	// backdating, check the chain at its start instead of failing, and say so.
-	at := r.cfg.Now()
-	if nb := chain[0].NotBefore; at.Before(nb) {
-		r.log.Warn("this host's clock is behind the CA service's; check NTP", "skew", nb.Sub(at).Round(time.Second))
-		at = nb
-	}
-	id, _, err := x509svid.Verify(chain, b, x509svid.WithTime(at))
+	roots, err := parseDER(resp.GetBundle().GetRoots())
 	if err != nil {
-		return nil, nil, fmt.Errorf("CA service certificate does not verify against its bundle: %w", err)
+		return nil, 0, fmt.Errorf("CA service bundle: %w", err)
+	}
+	at := now
+	if nb := chain[0].NotBefore; at.Before(nb) {
+		skew, at = nb.Sub(at), nb
+	}
+	id, _, err := x509svid.Verify(chain, x509bundle.FromX509Authorities(td, roots), x509svid.WithTime(at))
+	if err != nil {
+		return nil, 0, fmt.Errorf("CA service certificate does not verify against its bundle: %w", err)
 	}
 	if !want.IsZero() && id != want {
-		return nil, nil, fmt.Errorf("CA service certified %s, asked for %s", id, want)
+		return nil, 0, fmt.Errorf("CA service certified %s, asked for %s", id, want)
 	}
 	for _, d := range dns {
 		if err := chain[0].VerifyHostname(d); err != nil {
-			return nil, nil, fmt.Errorf("CA service certificate lacks DNS name %s", d)
+			return nil, 0, fmt.Errorf("CA service certificate lacks DNS name %s", d)
 		}
 	}
-	return chain, b, nil
+	type equaler interface{ Equal(x crypto.PublicKey) bool }
+	if k, ok := chain[0].PublicKey.(equaler); !ok || !k.Equal(pub) {
+		return nil, 0, errors.New("CA service certified another key")
+	}
+	return chain, skew, nil
+}
+
+func parseDER(ders [][]byte) ([]*x509.Certificate, error) {
+	out := make([]*x509.Certificate, 0, len(ders))
+	for _, der := range ders {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// verifyIssued is VerifyIssued at this sidecar's clock, warning about skew.
+func (r *Remote) verifyIssued(resp *cav1.Issued, want spiffeid.ID, dns []string, pub crypto.PublicKey) ([]*x509.Certificate, error) {
+	chain, skew, err := VerifyIssued(resp, r.cfg.TrustDomain, want, dns, pub, r.cfg.Now())
+	if skew > 0 {
+		r.log.Warn("this host's clock is behind the CA service's; check NTP", "skew", skew.Round(time.Second))
+	}
+	return chain, err
 }
 
 // Issue implements sds.Authority: a new key and a CSR for id, signed by
@@ -284,23 +295,14 @@ func (r *Remote) Issue(id spiffeid.ID, dnsNames []string) (*x509svid.SVID, error
 	if err != nil {
 		return nil, fmt.Errorf("CA service: sign %s: %w", id, err)
 	}
-	chain, _, err := r.verifyIssued(resp, id, dnsNames)
+	chain, err := r.verifyIssued(resp, id, dnsNames, key.Public())
 	if err != nil {
 		return nil, err
 	}
 	if err := r.setBundle(resp.GetBundle()); err != nil {
 		return nil, err
 	}
-	if !publicKeysEqual(chain[0].PublicKey, key.Public()) {
-		return nil, errors.New("CA service certified another key")
-	}
 	return &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: key}, nil
-}
-
-func publicKeysEqual(a, b crypto.PublicKey) bool {
-	type eq interface{ Equal(x crypto.PublicKey) bool }
-	ea, ok := a.(eq)
-	return ok && ea.Equal(b)
 }
 
 func (r *Remote) observe(method string, err error) {
@@ -389,12 +391,9 @@ func (r *Remote) enroll(ctx context.Context) error {
 		}
 		return fmt.Errorf("enroll with %s: %w", mode, err)
 	}
-	chain, _, err := r.verifyIssued(resp, spiffeid.ID{}, nil)
+	chain, err := r.verifyIssued(resp, spiffeid.ID{}, nil, key.Public())
 	if err != nil {
 		return err
-	}
-	if !publicKeysEqual(chain[0].PublicKey, key.Public()) {
-		return errors.New("CA service certified another key")
 	}
 	id, err := x509svid.IDFromCert(chain[0])
 	if err != nil {
@@ -433,12 +432,9 @@ func (r *Remote) renewAgent(ctx context.Context) error {
 		return fmt.Errorf("renew agent certificate: %w", err)
 	}
 	cur := r.agent.Load()
-	chain, _, err := r.verifyIssued(resp, cur.ID, nil)
+	chain, err := r.verifyIssued(resp, cur.ID, nil, key.Public())
 	if err != nil {
 		return err
-	}
-	if !publicKeysEqual(chain[0].PublicKey, key.Public()) {
-		return errors.New("CA service certified another key")
 	}
 	if err := r.setBundle(resp.GetBundle()); err != nil {
 		return err

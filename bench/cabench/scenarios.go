@@ -5,8 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"runtime/debug"
 	"slices"
@@ -27,6 +25,7 @@ import (
 	cav1 "github.com/meshd/meshd/api/ca/v1"
 	"github.com/meshd/meshd/bench/internal/harness"
 	"github.com/meshd/meshd/caservice"
+	"github.com/meshd/meshd/issuer"
 )
 
 // dial makes a client for the CA service; it connects on the first call.
@@ -48,45 +47,18 @@ func newKeyCSR(id spiffeid.ID, dns []string) (*ecdsa.PrivateKey, []byte, error) 
 	return key, csr, err
 }
 
-// verifyIssued checks a response as the sidecar does (issuer.Remote): the
-// chain verifies against the bundle it came with, names want, carries dns
-// (if set) and certifies key.
+// verifyIssued checks a response as the sidecar does (issuer.VerifyIssued)
+// and returns the SVID it makes with key.
 func verifyIssued(resp *cav1.Issued, key *ecdsa.PrivateKey, want spiffeid.ID, dns string) (*x509svid.SVID, error) {
-	chain := make([]*x509.Certificate, 0, len(resp.GetChain()))
-	for _, der := range resp.GetChain() {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, fmt.Errorf("certificate: %w", err)
-		}
-		chain = append(chain, c)
+	var names []string
+	if dns != "" {
+		names = []string{dns}
 	}
-	roots := make([]*x509.Certificate, 0, len(resp.GetBundle().GetRoots()))
-	for _, der := range resp.GetBundle().GetRoots() {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, fmt.Errorf("bundle: %w", err)
-		}
-		roots = append(roots, c)
-	}
-	if len(chain) == 0 {
-		return nil, errors.New("no certificate")
-	}
-	id, _, err := x509svid.Verify(chain, x509bundle.FromX509Authorities(td, roots))
+	chain, _, err := issuer.VerifyIssued(resp, td, want, names, key.Public(), time.Now())
 	if err != nil {
 		return nil, err
 	}
-	if id != want {
-		return nil, fmt.Errorf("certified %s, asked for %s", id, want)
-	}
-	if dns != "" {
-		if err := chain[0].VerifyHostname(dns); err != nil {
-			return nil, err
-		}
-	}
-	if !key.PublicKey.Equal(chain[0].PublicKey) {
-		return nil, errors.New("another key was certified")
-	}
-	return &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: key}, nil
+	return &x509svid.SVID{ID: want, Certificates: chain, PrivateKey: key}, nil
 }
 
 // (1) CSR round trips of one enrolled agent over its mTLS connection.
