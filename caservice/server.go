@@ -392,19 +392,19 @@ func (s *Server) verifyAgent(raw [][]byte, _ [][]*x509.Certificate) error {
 	if len(raw) == 0 {
 		return nil
 	}
-	_, err := s.agentFromRaw(raw)
-	return err
-}
-
-func (s *Server) agentFromRaw(raw [][]byte) (spiffeid.ID, error) {
 	chain := make([]*x509.Certificate, 0, len(raw))
 	for _, r := range raw {
 		c, err := x509.ParseCertificate(r)
 		if err != nil {
-			return spiffeid.ID{}, fmt.Errorf("client certificate: %w", err)
+			return fmt.Errorf("client certificate: %w", err)
 		}
 		chain = append(chain, c)
 	}
+	_, err := s.agentFromChain(chain)
+	return err
+}
+
+func (s *Server) agentFromChain(chain []*x509.Certificate) (spiffeid.ID, error) {
 	id, _, err := x509svid.Verify(chain, s.cfg.CA.Bundle(), x509svid.WithTime(s.cfg.Now()))
 	if err != nil {
 		return spiffeid.ID{}, fmt.Errorf("client certificate: %w", err)
@@ -427,11 +427,7 @@ func (s *Server) agent(ctx context.Context) (spiffeid.ID, error) {
 		s.m.denied.WithLabelValues("no_agent_certificate").Inc()
 		return spiffeid.ID{}, status.Error(codes.Unauthenticated, "this call needs an agent certificate (enroll first)")
 	}
-	raw := make([][]byte, len(ti.State.PeerCertificates))
-	for i, c := range ti.State.PeerCertificates {
-		raw[i] = c.Raw
-	}
-	id, err := s.agentFromRaw(raw)
+	id, err := s.agentFromChain(ti.State.PeerCertificates)
 	if err != nil {
 		s.m.denied.WithLabelValues("agent_certificate_invalid").Inc()
 		return spiffeid.ID{}, status.Error(codes.Unauthenticated, err.Error())
@@ -441,13 +437,9 @@ func (s *Server) agent(ctx context.Context) (spiffeid.ID, error) {
 
 // Enroll implements cav1.CAServer.
 func (s *Server) Enroll(ctx context.Context, req *cav1.EnrollRequest) (*cav1.Issued, error) {
-	csr, err := ParseCSR(req.GetCsr())
-	if err == nil {
-		err = AgentRequest(csr)
-	}
+	csr, err := s.agentCSR(req.GetCsr())
 	if err != nil {
-		s.m.denied.WithLabelValues("bad_csr").Inc()
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, err
 	}
 	st := s.pol.Load()
 	var agent spiffeid.ID
@@ -508,7 +500,21 @@ func (s *Server) RenewAgent(ctx context.Context, req *cav1.RenewAgentRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	csr, err := ParseCSR(req.GetCsr())
+	csr, err := s.agentCSR(req.GetCsr())
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.sign(agent, nil, csr, s.pol.Load().policy.AgentTTL)
+	if err != nil {
+		return nil, err
+	}
+	return out.msg, nil
+}
+
+// agentCSR parses an enrollment or agent-renewal CSR; a bad one is
+// InvalidArgument and counted.
+func (s *Server) agentCSR(der []byte) (*x509.CertificateRequest, error) {
+	csr, err := ParseCSR(der)
 	if err == nil {
 		err = AgentRequest(csr)
 	}
@@ -516,11 +522,7 @@ func (s *Server) RenewAgent(ctx context.Context, req *cav1.RenewAgentRequest) (*
 		s.m.denied.WithLabelValues("bad_csr").Inc()
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	out, err := s.sign(agent, nil, csr, s.pol.Load().policy.AgentTTL)
-	if err != nil {
-		return nil, err
-	}
-	return out.msg, nil
+	return csr, nil
 }
 
 // Sign implements cav1.CAServer.
