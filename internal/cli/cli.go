@@ -235,3 +235,29 @@ func versionCommand() *Command {
 		},
 	}
 }
+
+// Parse checks a meshd command line (the words after "meshd") the way Main
+// would, without running it: the subcommand must exist and every flag must
+// parse. Deployment tests use it to keep manifests' commands true.
+func Parse(args []string) (path []string, fs *flag.FlagSet, err error) {
+	cmd, path, rest := Root(), []string{"meshd"}, args
+	for len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		next := cmd.find(rest[0])
+		if next == nil {
+			break
+		}
+		cmd, path, rest = next, append(path, next.Name), rest[1:]
+	}
+	if cmd.Setup == nil {
+		return path, nil, fmt.Errorf("%q is not a runnable meshd command", strings.Join(append(path, rest...), " "))
+	}
+	fs = flag.NewFlagSet(strings.Join(path, " "), flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.String("log-format", "text", "log format: text or json")
+	cmd.Setup(fs)
+	if err := fs.Parse(rest); err != nil {
+		return path, fs, fmt.Errorf("%s: %w", strings.Join(path, " "), err)
+	}
+	return path, fs, nil
+}

@@ -290,3 +290,28 @@ func TestREADME(t *testing.T) {
 		t.Fatalf("socket left behind: %v", err)
 	}
 }
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		path    string
+		wantErr string
+	}{
+		{[]string{"sds", "--socket", "/run/meshd/sds.sock", "--socket-group", "1337"}, "meshd sds", ""},
+		{[]string{"ca", "serve", "--listen", "0.0.0.0:15012"}, "meshd ca serve", ""},
+		{[]string{"sds", "--no-such-flag"}, "", "flag provided but not defined"},
+		{[]string{"ca"}, "", "not a runnable"},
+		{[]string{"nosuch"}, "", "not a runnable"},
+	} {
+		path, _, err := Parse(tc.args)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Parse(%q) = %v, want error containing %q", tc.args, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || strings.Join(path, " ") != tc.path {
+			t.Errorf("Parse(%q) = %q, %v; want %q", tc.args, path, err, tc.path)
+		}
+	}
+}
