@@ -54,7 +54,7 @@ func Root() *Command {
 		Long: `meshd keeps Envoy sidecars configured "the App Mesh way" running after App Mesh:
 it serves short-lived SPIFFE mTLS certificates over SDS from its own CA, and
 renders Envoy's bootstrap from the App Mesh environment variables.`,
-		Subs: []*Command{sdsCommand(), caCommand(), secretsCommand(), bootstrapCommand(), validateCommand(), controlplaneCommand(), agentCommand(), metricsCommand(), versionCommand()},
+		Subs: []*Command{sdsCommand(), caCommand(), secretsCommand(), bootstrapCommand(), validateCommand(), controlplaneCommand(), agentCommand(), metricsCommand(), demoCommand(), versionCommand()},
 	}
 }
 

@@ -241,7 +241,7 @@ func readmeCommand(t *testing.T, marker string) []string {
 // the README's test command.
 func TestREADME(t *testing.T) {
 	block := func(marker string) []string { return readmeCommand(t, marker) }
-	runCmd, clientCmd, testCmd := block("run-command"), block("client-command"), block("test-command")
+	runCmd, clientCmd, testCmd := block("sds-command"), block("client-command"), block("test-command")
 	if strings.Join(testCmd, " ") != "go test -race ./..." {
 		t.Fatalf("test command %q: .ci/run and the Makefile expect go test -race ./...", testCmd)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -16,14 +17,7 @@ import (
 // under CI and is skipped elsewhere.
 func Check(t testing.TB, exposition []byte) {
 	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("promtool not installed (.ci/run installs Debian's prometheus package)")
-		}
-		t.Skip("promtool not installed; apt-get install prometheus")
-	}
-	cmd := exec.Command(path, "check", "metrics")
+	cmd := exec.Command(lookPath(t), "check", "metrics")
 	cmd.Stdin = bytes.NewReader(exposition)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
@@ -33,5 +27,33 @@ func Check(t testing.TB, exposition []byte) {
 		t.Logf("promtool lint (expected for App Mesh names):\n%s", out)
 	default:
 		t.Fatalf("promtool check metrics: %v\n%s\n--- input:\n%s", err, out, exposition)
+	}
+}
+
+// lookPath finds promtool; without it the test fails under CI and is
+// skipped elsewhere.
+func lookPath(t testing.TB) string {
+	t.Helper()
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("promtool not installed (.ci/run installs Debian's prometheus package)")
+		}
+		t.Skip("promtool not installed; apt-get install prometheus")
+	}
+	return path
+}
+
+// CheckRules runs `promtool check rules` on a rules file: every expression
+// must be valid PromQL.
+func CheckRules(t testing.TB, rules []byte) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "rules.yml")
+	if err := os.WriteFile(f, rules, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(lookPath(t), "check", "rules", f).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check rules: %v\n%s\n--- input:\n%s", err, out, rules)
 	}
 }
