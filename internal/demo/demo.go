@@ -85,12 +85,12 @@ type Demo struct {
 	cleanup func()
 
 	mesh, client, service string // the client node, the virtual service it calls
-	targets                []string
-	ports                  map[string]int
-	hosts                  map[string][]string // node → DNS names (its service-discovery hostname)
-	stats                  map[string]*nodeStats
-	ids                    map[string]*identity
-	traffic                *window
+	targets               []string
+	ports                 map[string]int
+	hosts                 map[string][]string // node → DNS names (its service-discovery hostname)
+	stats                 map[string]*nodeStats
+	ids                   map[string]*identity
+	traffic               *window
 
 	mu         sync.Mutex
 	weights    map[string]int64
