@@ -156,6 +156,10 @@ func New(cfg Config) (*Demo, error) {
 		cleanup()
 		return nil, fmt.Errorf("%s: %w", d.dir, err)
 	}
+	for _, n := range append([]string{d.client}, d.targets...) {
+		d.ids[n] = newIdentity(d.spiffeID(n), filepath.Join(work, "sds.sock"), cfg.Log)
+	}
+	d.start = time.Now()
 	if cfg.Shift != nil && len(cfg.Shift) != len(d.targets) {
 		cleanup()
 		return nil, fmt.Errorf("%w: --shift has %d weights; the route to %s has %d targets (%s)", ErrShift, len(cfg.Shift), d.service, len(d.targets), strings.Join(d.targets, ", "))
@@ -335,7 +339,6 @@ func (d *Demo) apply(srv *controlplane.Server) func(controlplane.Update) {
 // removes the temporary work directory.
 func (d *Demo) Run(ctx context.Context) error {
 	defer d.cleanup()
-	d.start = time.Now()
 	log := d.cfg.Log
 	reg := prometheus.NewRegistry()
 	sock, xdsSock := filepath.Join(d.work, "sds.sock"), filepath.Join(d.work, "xds.sock")
@@ -347,7 +350,6 @@ func (d *Demo) Run(ctx context.Context) error {
 	var idDoc strings.Builder
 	for _, n := range append([]string{d.client}, d.targets...) {
 		fmt.Fprintf(&idDoc, "- spiffeID: %s\n  dnsNames: [%s]\n  selectors: [uid:%d]\n", d.spiffeID(n), strings.Join(d.hosts[n], ", "), os.Getuid())
-		d.ids[n] = newIdentity(d.spiffeID(n), sock, log)
 	}
 	ids, err := sds.ParseIdentities([]byte(idDoc.String()), d.td)
 	if err != nil {
