@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin/meshd
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: help build test lint bench fuzz generate ci clean
+.PHONY: help build test lint bench fuzz generate envtest ci clean
 
 help: ## list targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ generate: ## regenerate api/ca/v1 from its .proto (needs protoc; installs the Go
 	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.1
 	PATH=$(CURDIR)/bin:$$PATH protoc --go_out=. --go_opt=module=github.com/meshd/meshd \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/meshd/meshd api/ca/v1/ca.proto
+
+envtest: ## build (once, cached) the kube-apiserver and etcd of deploy/k8s's tests; prints KUBEBUILDER_ASSETS
+	@hack/envtest-assets.sh
 
 ci: ## what CI runs
 	bash .ci/run
