@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	grpcpeer "google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
@@ -40,6 +41,13 @@ import (
 
 // MaxRequestBytes bounds every request message.
 const MaxRequestBytes = 64 << 10
+
+// Connection lifetime defaults (Config).
+const (
+	DefaultMaxConnectionIdle     = time.Minute
+	DefaultMaxConnectionAge      = 10 * time.Minute
+	DefaultMaxConnectionAgeGrace = 30 * time.Second
+)
 
 // Config configures a Server.
 type Config struct {
@@ -61,10 +69,22 @@ type Config struct {
 	// them, or verify the SPIFFE ID only).
 	DNSNames []string
 	// MaxConns bounds open connections (default 8192).
-	MaxConns   int
-	Now        func() time.Time
-	Log        *slog.Logger
-	Registerer prometheus.Registerer
+	MaxConns int
+	// MaxConnectionIdle closes a connection with no call in progress for
+	// this long (default DefaultMaxConnectionIdle). Sidecars close theirs
+	// 100 ms after their last call (issuer.DefaultIdleTimeout); this is the
+	// bound for clients that do not.
+	MaxConnectionIdle time.Duration
+	// MaxConnectionAge closes any connection after this long, ±10 %
+	// (default DefaultMaxConnectionAge); calls in progress get
+	// MaxConnectionAgeGrace more. It bounds the WatchBundle streams that
+	// sidecars before the sync interval held: they reconnect and are sent
+	// the bundle again.
+	MaxConnectionAge      time.Duration
+	MaxConnectionAgeGrace time.Duration
+	Now                   func() time.Time
+	Log                   *slog.Logger
+	Registerer            prometheus.Registerer
 }
 
 // Server is the CA service.
@@ -103,6 +123,7 @@ type serverMetrics struct {
 	enrollments *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	watchers    prometheus.Gauge
+	conns       prometheus.Gauge
 	reloads     *prometheus.CounterVec
 }
 
@@ -119,6 +140,15 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 8192
+	}
+	if cfg.MaxConnectionIdle <= 0 {
+		cfg.MaxConnectionIdle = DefaultMaxConnectionIdle
+	}
+	if cfg.MaxConnectionAge <= 0 {
+		cfg.MaxConnectionAge = DefaultMaxConnectionAge
+	}
+	if cfg.MaxConnectionAgeGrace <= 0 {
+		cfg.MaxConnectionAgeGrace = DefaultMaxConnectionAgeGrace
 	}
 	if len(cfg.DNSNames) == 0 {
 		cfg.DNSNames = []string{"localhost"}
@@ -197,11 +227,14 @@ func (s *Server) initMetrics() error {
 		watchers: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meshd_ca_bundle_watchers", Help: "Open WatchBundle streams.",
 		}),
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshd_ca_connections", Help: "Open connections to the CA service, in their TLS handshake or after it.",
+		}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshd_ca_policy_reloads_total", Help: "Policy file reloads by result.",
 		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{s.m.requests, s.m.denied, s.m.enrollments, s.m.duration, s.m.watchers, s.m.reloads} {
+	for _, c := range []prometheus.Collector{s.m.requests, s.m.denied, s.m.enrollments, s.m.duration, s.m.watchers, s.m.conns, s.m.reloads} {
 		if err := s.cfg.Registerer.Register(c); err != nil {
 			return fmt.Errorf("caservice: register metrics: %w", err)
 		}
@@ -252,7 +285,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		VerifyPeerCertificate: s.verifyAgent,
 	}
 	gs := grpc.NewServer(
-		grpc.Creds(boundedHandshakes{credentials.NewTLS(tlsCfg), make(chan struct{}, maxHandshakes)}),
+		grpc.Creds(boundedHandshakes{credentials.NewTLS(tlsCfg)}),
 		// Agents send a few small messages per hour: no read buffer and a
 		// small, shared write buffer save ~60 KiB per connection (the
 		// defaults are 32 KiB each), which is most of the service's memory
@@ -265,6 +298,19 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
 		grpc.MaxConcurrentStreams(64),
 		grpc.ConnectionTimeout(10*time.Second),
+		// Sidecars connect to sync or renew and leave (issuer.Remote);
+		// a connection kept open idle, or held by a stream for good (a
+		// WatchBundle of an older sidecar), costs ≈ 50 KiB, so neither
+		// lasts.
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle:     s.cfg.MaxConnectionIdle,
+			MaxConnectionAge:      s.cfg.MaxConnectionAge,
+			MaxConnectionAgeGrace: s.cfg.MaxConnectionAgeGrace,
+		}),
+		// Sidecars send no keepalive pings; a client that pings more
+		// often than every 5 minutes, or without a call in progress, is
+		// sent GOAWAY (grpc-go's defaults, stated).
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Minute}),
 		grpc.ChainUnaryInterceptor(s.unaryMetrics),
 		grpc.ChainStreamInterceptor(s.streamMetrics),
 	)
@@ -288,7 +334,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}()
 	s.log.Info("CA service listening", "addr", lis.Addr().String(), "trust_domain", s.td.String())
 	s.ready.Store(true)
-	err := gs.Serve(netutil.LimitListener(lis, s.cfg.MaxConns))
+	err := gs.Serve(newHandshakeLimiter(netutil.LimitListener(lis, s.cfg.MaxConns), maxHandshakes, s.m.conns))
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -300,20 +346,83 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 // keeps the handshakes' transient memory from piling up.
 const maxHandshakes = 32
 
-// boundedHandshakes runs at most cap(sem) server handshakes at once.
+// handshakeLimiter accepts a connection only while fewer than cap(slots)
+// are in their TLS handshake: the rest of a burst waits in the kernel's
+// accept queue (the client's ClientHello in its socket buffer) instead of
+// as a goroutine, a net.Conn and a stack each in this process (≈ 10 KiB
+// per waiting agent: 59 → 47–52 MiB for a burst of 1,000). The slot is released when the handshake ends
+// (boundedHandshakes) or the connection closes, whichever comes first.
+type handshakeLimiter struct {
+	net.Listener
+	slots  chan struct{}
+	closed chan struct{}
+	once   sync.Once
+	conns  prometheus.Gauge
+}
+
+func newHandshakeLimiter(l net.Listener, n int, conns prometheus.Gauge) *handshakeLimiter {
+	return &handshakeLimiter{Listener: l, slots: make(chan struct{}, n), closed: make(chan struct{}), conns: conns}
+}
+
+func (l *handshakeLimiter) Accept() (net.Conn, error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	l.conns.Inc()
+	return &handshakingConn{Conn: c, slots: l.slots, conns: l.conns}, nil
+}
+
+func (l *handshakeLimiter) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+// handshakingConn holds a handshake slot until release, and counts as
+// open until closed.
+type handshakingConn struct {
+	net.Conn
+	slots    chan struct{}
+	released atomic.Bool
+	conns    prometheus.Gauge
+	closed   atomic.Bool
+}
+
+func (c *handshakingConn) release() {
+	if c.released.CompareAndSwap(false, true) {
+		<-c.slots
+	}
+}
+
+func (c *handshakingConn) Close() error {
+	c.release()
+	if c.closed.CompareAndSwap(false, true) {
+		c.conns.Dec()
+	}
+	return c.Conn.Close()
+}
+
+// boundedHandshakes releases a connection's handshake slot once its TLS
+// handshake is over.
 type boundedHandshakes struct {
 	credentials.TransportCredentials
-	sem chan struct{}
 }
 
 func (b boundedHandshakes) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	b.sem <- struct{}{}
-	defer func() { <-b.sem }()
+	if hc, ok := c.(*handshakingConn); ok {
+		defer hc.release()
+	}
 	return b.TransportCredentials.ServerHandshake(c)
 }
 
 func (b boundedHandshakes) Clone() credentials.TransportCredentials {
-	return boundedHandshakes{b.TransportCredentials.Clone(), b.sem}
+	return boundedHandshakes{b.TransportCredentials.Clone()}
 }
 
 // RunReloader re-reads the policy file every ReloadInterval until ctx is

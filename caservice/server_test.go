@@ -10,6 +10,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -66,7 +67,10 @@ func shortDir(t *testing.T) string {
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // newEnv starts a CA service on a Unix socket with testPolicy.
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with the service's Config adjusted by opt.
+func newEnvWith(t *testing.T, opt func(*caservice.Config)) *env {
 	t.Helper()
 	dir := shortDir(t)
 	e := &env{t: t, dir: dir, sock: filepath.Join(dir, "ca.sock"), reg: prometheus.NewRegistry()}
@@ -79,7 +83,11 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.srv, err = caservice.NewServer(caservice.Config{CA: e.ca, StateDir: filepath.Join(dir, "state"), Policy: pol, Log: quiet(), Registerer: e.reg})
+	cfg := caservice.Config{CA: e.ca, StateDir: filepath.Join(dir, "state"), Policy: pol, Log: quiet(), Registerer: e.reg}
+	if opt != nil {
+		opt(&cfg)
+	}
+	e.srv, err = caservice.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,14 +325,15 @@ func TestOversizedRequest(t *testing.T) {
 
 // TestRemoteAcrossRestartAndRollover drives issuer.Remote (what `meshd sds
 // --ca-service` runs): it enrolls, keeps working across a CA service
-// restart, and follows a CA rollover through WatchBundle.
+// restart, and follows a CA rollover through its bundle sync.
 func TestRemoteAcrossRestartAndRollover(t *testing.T) {
 	e := newEnv(t)
 	r, err := issuer.NewRemote(issuer.RemoteConfig{
 		Addr: "unix://" + e.sock, TrustDomain: td, Bootstrap: e.ca.Bundle(),
 		JoinToken:  e.token("spiffe://example.org/meshd/agent/node/n1"),
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-		Log: quiet(), Registerer: prometheus.NewRegistry(),
+		SyncInterval: 200 * time.Millisecond,
+		Log:          quiet(), Registerer: prometheus.NewRegistry(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -363,7 +372,7 @@ func TestRemoteAcrossRestartAndRollover(t *testing.T) {
 		return err == nil
 	})
 
-	// Rollover: the next root reaches the sidecar's bundle via WatchBundle.
+	// Rollover: the next root reaches the sidecar's bundle at its next sync.
 	changed := r.Changed()
 	st := certs.Store{Dir: filepath.Join(e.dir, "state")}
 	if _, err := st.Update(func(s *certs.State) (*certs.State, bool, error) {
@@ -526,4 +535,177 @@ func caCSR(t *testing.T, key *ecdsa.PrivateKey) []byte {
 		t.Fatal(err)
 	}
 	return der
+}
+
+// metric sums the gauges and counters called name in g whose labels
+// include want.
+func metric(t *testing.T, g prometheus.Gatherer, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			for k, w := range want {
+				if labels[k] != w {
+					continue series
+				}
+			}
+			v += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	return v
+}
+
+// TestRemoteSyncsWithoutHoldingAConnection: a sidecar fetches the bundle
+// every SyncInterval (±25 %), holds no connection between fetches, and has
+// a newly published root within one interval.
+func TestRemoteSyncsWithoutHoldingAConnection(t *testing.T) {
+	e := newEnv(t)
+	const interval = time.Second
+	r, err := issuer.NewRemote(issuer.RemoteConfig{
+		Addr: "unix://" + e.sock, TrustDomain: td, Bootstrap: e.ca.Bundle(),
+		JoinToken:    e.token("spiffe://example.org/meshd/agent/node/n1"),
+		SyncInterval: interval, IdleTimeout: 100 * time.Millisecond,
+		Log: quiet(), Registerer: prometheus.NewRegistry(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "enrollment", func() bool { return r.Ready() == nil })
+	conns := func() float64 { return metric(t, e.reg, "meshd_ca_connections", nil) }
+	fetches := func() float64 {
+		return metric(t, e.reg, "meshd_ca_requests_total", map[string]string{"method": "WatchBundle"})
+	}
+	waitFor(t, "no connection after enrollment", func() bool { return conns() == 0 })
+
+	// Fetches come every interval ±25 %, not more often, and each
+	// connection closes after the idle timeout.
+	f0, t0 := fetches(), time.Now()
+	waitFor(t, "a bundle fetch", func() bool { return fetches() > f0 })
+	waitFor(t, "the fetch's connection closed", func() bool { return conns() == 0 })
+	time.Sleep(3*interval - time.Since(t0))
+	if n := fetches() - f0; n < 2 || n > 4 {
+		t.Fatalf("%v bundle fetches in 3 sync intervals, want 2 to 4", n)
+	}
+
+	// A root published now (signing in an hour, as `meshd ca rotate`
+	// does) is in the sidecar's bundle within one interval and the jitter.
+	st := certs.Store{Dir: filepath.Join(e.dir, "state")}
+	if _, err := st.Update(func(s *certs.State) (*certs.State, bool, error) {
+		p := certs.Policy{TrustDomain: td, KeyType: s.KeyType, CATTL: time.Duration(s.CATTL)}
+		_, err := p.Rotate(s, time.Now(), time.Now().Add(time.Hour))
+		return s, err == nil, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the CA service publishing the next root", func() bool { return len(e.ca.Bundle().X509Authorities()) == 2 })
+	published := time.Now()
+	waitFor(t, "the next root in the sidecar's bundle", func() bool { return len(r.Bundle().X509Authorities()) == 2 })
+	if took, limit := time.Since(published), interval*5/4+time.Second; took > limit {
+		t.Fatalf("the next root reached the sidecar after %s, more than the sync interval allows (%s)", took, limit)
+	}
+}
+
+// TestConnectionLimits: the service closes a connection idle for
+// MaxConnectionIdle, keeps one with a stream in progress, and ends that
+// stream after MaxConnectionAge + grace; a client of the old kind (a
+// WatchBundle stream held open) reconnects and is sent the bundle again.
+func TestConnectionLimits(t *testing.T) {
+	const idle, age, grace = 200 * time.Millisecond, 3 * time.Second, 200 * time.Millisecond
+	e := newEnvWith(t, func(c *caservice.Config) {
+		c.MaxConnectionIdle, c.MaxConnectionAge, c.MaxConnectionAgeGrace = idle, age, grace
+	})
+	conns := func() float64 { return metric(t, e.reg, "meshd_ca_connections", nil) }
+	agent := e.enroll("spiffe://example.org/meshd/agent/node/n1")
+	c := e.client(agent) // grpc-go's own idle timeout is 30 minutes
+	if _, err := c.Sign(context.Background(), &cav1.SignRequest{Csr: csr(t, newKey(t), "spiffe://example.org/mesh/apps/virtualNode/serviceA")}); err != nil {
+		t.Fatal(err)
+	}
+	if conns() == 0 {
+		t.Fatal("no open connection counted right after a call")
+	}
+	t0 := time.Now()
+	waitFor(t, "idle connections closed", func() bool { return conns() == 0 })
+	if took := time.Since(t0); took > 2*idle+time.Second { // well before MaxConnectionAge
+		t.Fatalf("idle connections closed after %s; MaxConnectionIdle is %s", took, idle)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*age+5*time.Second)
+	defer cancel()
+	stream, err := c.WatchBundle(ctx, &cav1.WatchBundleRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	t0 = time.Now()
+	_, err = stream.Recv()
+	took := time.Since(t0)
+	if code(err) != codes.Unavailable {
+		t.Fatalf("a WatchBundle stream past MaxConnectionAge ended with %v, want Unavailable", err)
+	}
+	if took < age*9/10-idle || took > age*11/10+grace+2*time.Second {
+		t.Fatalf("a WatchBundle stream ended %s after it started; MaxConnectionAge %s ±10 %% + grace %s (and not MaxConnectionIdle %s)", took, age, grace, idle)
+	}
+	stream, err = c.WatchBundle(ctx, &cav1.WatchBundleRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := stream.Recv(); err != nil || len(b.GetRoots()) == 0 {
+		t.Fatalf("WatchBundle after the reconnect: %v %v", b, err)
+	}
+}
+
+// TestHandshakesBounded: connections that have not finished their TLS
+// handshake are accepted 32 at a time (the rest wait in the kernel's
+// queue), and a connection closed mid-handshake gives its slot back.
+func TestHandshakesBounded(t *testing.T) {
+	const maxHandshakes = 32 // caservice.maxHandshakes
+	e := newEnv(t)
+	conns := func() float64 { return metric(t, e.reg, "meshd_ca_connections", nil) }
+	var stalled []net.Conn
+	defer func() {
+		for _, c := range stalled {
+			c.Close()
+		}
+	}()
+	for range maxHandshakes + 8 { // they never send a ClientHello
+		c, err := net.Dial("unix", e.sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stalled = append(stalled, c)
+	}
+	waitFor(t, "the first connections accepted", func() bool { return conns() == maxHandshakes })
+	time.Sleep(200 * time.Millisecond)
+	if n := conns(); n != maxHandshakes {
+		t.Fatalf("%v connections accepted while %d handshakes were stalled", n, maxHandshakes)
+	}
+	for _, c := range stalled {
+		c.Close()
+	}
+	stalled = nil
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := e.client(nil).Enroll(ctx, &cav1.EnrollRequest{
+		Credential: &cav1.EnrollRequest_JoinToken{JoinToken: e.token("spiffe://example.org/meshd/agent/node/n1")}, Csr: csr(t, newKey(t), ""),
+	}); err != nil {
+		t.Fatalf("enroll after the stalled connections closed: %v", err)
+	}
 }

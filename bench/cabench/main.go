@@ -2,7 +2,7 @@
 // TCP, as meshd sidecars would use it, and prints a markdown table of the
 // results against the targets.
 //
-//	go run ./bench/cabench [-meshd BIN] [-n 1000] [-csr-calls 2000] [-rounds 3] [-keep]
+//	go run ./bench/cabench [-meshd BIN] [-n 1000] [-csr-calls 2000] [-rounds 3] [-steady 75s] [-first-svid] [-keep]
 //
 // It builds meshd (unless -meshd is given) and, for each scenario, a fresh
 // CA (`meshd ca init --trust-domain bench.meshd`), join tokens made with
@@ -14,13 +14,22 @@
 //     sequential round trips as the sidecar does per SVID (P-256 key, CSR,
 //     Sign, parse the chain and verify it against the returned bundle);
 //     p50 and p99 after a warm-up;
-//  2. enroll: -n goroutines, each with its own TLS connection, released
-//     together, each call Enroll with its own join token and P-256 CSR;
-//     the time from the release to the last successful response, once per
-//     -rounds with a fresh server and fresh tokens;
-//  3. memory: during (2) and while the -n connections then stay open for
-//     -hold, the server's VmRSS is sampled every 20 ms; the peak is
-//     reported with RssAnon/RssFile (and the kernel's VmHWM).
+//  2. enroll: -n sidecars, each an issuer.Remote configured as `meshd sds
+//     --ca-service` configures it (the real client: its own connection,
+//     key, CSR and verification, closing the enrollment connection after
+//     the answer), are started together; the time from the release to the
+//     last one Ready, once per -rounds with a fresh server and fresh
+//     tokens. With -first-svid each also gets one workload SVID as soon as
+//     it is enrolled (an Envoy already waiting) and is served when it holds
+//     it; no target applies to that harder load;
+//  3. peak memory: the server's VmHWM 1 s after the last sidecar was
+//     served (its highest resident memory since it started), with VmRSS
+//     samples every 20 ms for the anon/file split;
+//  4. steady state: in the last round the -n sidecars keep running their
+//     sync loop (a bundle fetch every -sync-interval ±25 %, connections
+//     closed -idle-timeout after the last call) for -steady; the server's
+//     highest VmRSS after the first sync interval, its open sockets and the
+//     number of fetches are reported.
 //
 // Before each timed measurement the harness waits up to -quiet-wait for
 // other processes to leave the CPUs idle, and it reports the share of the
@@ -51,7 +60,10 @@ type options struct {
 	csrCalls  int
 	rounds    int
 	keep      bool
-	hold      time.Duration
+	steady    time.Duration
+	sync      time.Duration
+	idle      time.Duration
+	firstSVID bool
 	timeout   time.Duration
 	quietWait time.Duration
 	metrics   bool
@@ -74,7 +86,10 @@ func main() {
 	flag.IntVar(&o.csrCalls, "csr-calls", 2000, "sequential CSR round trips measured (1)")
 	flag.IntVar(&o.rounds, "rounds", 3, "runs of (2, 3), each with a fresh server and fresh tokens")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binary, CA states, policy, server logs)")
-	flag.DurationVar(&o.hold, "hold", time.Second, "how long the enrolled connections stay open after the burst, sampled for (3)")
+	flag.DurationVar(&o.steady, "steady", 75*time.Second, "(4): how long the last round's sidecars keep running their sync loop after the burst, sampled for steady-state memory (0: skip)")
+	flag.DurationVar(&o.sync, "sync-interval", 0, "the sidecars' bundle sync interval (default issuer.DefaultSyncInterval, as `meshd sds`)")
+	flag.DurationVar(&o.idle, "idle-timeout", 0, "the sidecars' connection idle timeout (default issuer.DefaultIdleTimeout, as `meshd sds`)")
+	flag.BoolVar(&o.firstSVID, "first-svid", false, "(2): each sidecar also gets one workload SVID (Issue) as soon as it is enrolled, as its SDS cache does when an Envoy is already waiting; served = holding it")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "bound on the whole run")
 	flag.DurationVar(&o.quietWait, "quiet-wait", 5*time.Second, "before each timed measurement, wait up to this long for other processes to leave the CPUs idle (0: don't wait)")
 	flag.BoolVar(&o.metrics, "metrics", false, "serve the CA service's /metrics on a free port (instead of --metrics-listen '') and report its Go heap, stacks and goroutines next to RSS")
@@ -151,6 +166,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float
 type row struct {
 	metric, target, result string
 	pass                   bool
+	untargeted             bool // no target applies: verdict "—"
 }
 
 type report struct {
@@ -161,7 +177,12 @@ type report struct {
 }
 
 func (r *report) add(metric, target, result string, pass bool) {
-	r.rows = append(r.rows, row{metric, target, result, pass})
+	r.rows = append(r.rows, row{metric: metric, target: target, result: result, pass: pass})
+}
+
+// addUntargeted reports a measurement no target applies to.
+func (r *report) addUntargeted(metric, result string) {
+	r.rows = append(r.rows, row{metric: metric, target: "—", result: result, untargeted: true})
 }
 
 func (r *report) print(w io.Writer) {
@@ -172,7 +193,10 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintln(w, "|---|---|---|---|")
 	for _, x := range r.rows {
 		verdict := "FAIL"
-		if x.pass {
+		switch {
+		case x.untargeted:
+			verdict = "—"
+		case x.pass:
 			verdict = "pass"
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", x.metric, x.target, x.result, verdict)

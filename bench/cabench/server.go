@@ -191,6 +191,23 @@ func (s *server) cpu() time.Duration { d, _ := harness.ProcCPU(s.pid()); return 
 // cpuOf is srv's CPU clock for harness.StartNoise.
 func cpuOf(srv *server) func() time.Duration { return srv.cpu }
 
+// sockets counts the server's open sockets (the CA service's and the
+// metrics endpoint's listeners among them).
+func (s *server) sockets() (int, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", s.pid())
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range ents {
+		if t, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(t, "socket:") {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // mem is the server's resident memory.
 func (s *server) mem() (harness.Mem, error) { return harness.ReadMem(s.pid()) }
 

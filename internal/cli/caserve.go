@@ -89,8 +89,10 @@ func caServeCommand() *Command {
 token from 'meshd ca token create', or a projected service-account token),
 then renews its agent certificate and gets workload certificates over mTLS.
 The policy file grants SPIFFE IDs and DNS names to agents; anything else is
-refused with PermissionDenied and counted. The trust bundle, with the CA's
-rollover, is streamed to every agent.`,
+refused with PermissionDenied and counted. Agents fetch the trust bundle,
+with the CA's rollover, every 'meshd sds --ca-service-sync-interval' and
+hold no connection in between; a connection idle for a minute, or open
+for ten, is closed.`,
 		Setup: func(fs *flag.FlagSet) Action {
 			var f caServiceFlags
 			var metrics string

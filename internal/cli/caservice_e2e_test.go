@@ -272,8 +272,11 @@ grants:
 		ids := filepath.Join(dir, name+".yaml")
 		writeFile(t, ids, fmt.Sprintf("- spiffeID: spiffe://%s/mesh/apps/virtualNode/%s\n  dnsNames: [%s]\n  selectors: [uid:%d]\n", e2eTD, vn, dns, uid))
 		sock := filepath.Join(dir, name+".sock")
+		// A short sync interval: `ca rotate --now` below publishes and
+		// activates the next root at once, so the sidecars learn of it at
+		// their next sync (or with their next certificate).
 		args := append([]string{"sds", "--trust-domain", e2eTD, "--socket", sock, "--identities", ids, "--metrics-listen", "",
-			"--ca-service", "unix://" + caSock, "--ca-service-bundle", bundleFile}, cred...)
+			"--ca-service", "unix://" + caSock, "--ca-service-bundle", bundleFile, "--ca-service-sync-interval", "500ms"}, cred...)
 		l, _ := background(t, args...)
 		waitFile(t, sock, l)
 		logs[sock] = l

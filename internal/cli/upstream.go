@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -23,11 +24,13 @@ const JoinTokenEnv = "MESHD_JOIN_TOKEN"
 // (default), the meshd CA service, or an upstream SPIRE agent.
 type upstreamFlags struct {
 	caService, caBundle, joinTokenFile, k8sTokenFile, spire string
+	caSync                                                  time.Duration
 }
 
 func (f *upstreamFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.caService, "ca-service", "", "get certificates from the meshd CA service at `addr` (host:port or unix:///path) instead of a local CA; needs --ca-service-bundle and a credential")
 	fs.StringVar(&f.caBundle, "ca-service-bundle", "", "trust bundle PEM `file` that authenticates the CA service until it serves its own ('meshd ca show --pem')")
+	fs.DurationVar(&f.caSync, "ca-service-sync-interval", issuer.DefaultSyncInterval, "how often the trust bundle is fetched from the CA service (±25 % jitter, at most 1/30 of the root's lifetime; a certificate it signs brings the bundle too); no connection is held in between. Keep it far below how long a next root is published before it signs ('meshd ca rotate --activate-in', default 15m)")
 	fs.StringVar(&f.joinTokenFile, "join-token-file", "", "`file` holding a single-use join token from 'meshd ca token create' (or set $"+JoinTokenEnv+")")
 	fs.StringVar(&f.k8sTokenFile, "k8s-token-file", "", "projected Kubernetes service-account token `file` to enroll with (re-read at each enrollment)")
 	fs.StringVar(&f.spire, "spire-socket", "", "take SVIDs from an upstream SPIRE agent's Workload API at `addr` (unix:///path) instead of issuing")
@@ -58,13 +61,17 @@ func (f *upstreamFlags) authority(env *Env, ccfg certs.Config, ca *caFlags, reg 
 			}
 			token = strings.TrimSpace(string(data))
 		}
+		if f.caSync <= 0 {
+			return nil, nil, nil, usagef("--ca-service-sync-interval must be positive")
+		}
 		if (token == "") == (f.k8sTokenFile == "") {
 			return nil, nil, nil, usagef("--ca-service needs exactly one credential: --join-token-file (or $%s) or --k8s-token-file", JoinTokenEnv)
 		}
 		r, err := issuer.NewRemote(issuer.RemoteConfig{
 			Addr: f.caService, TrustDomain: ccfg.TrustDomain, Bootstrap: b,
 			JoinToken: token, KubernetesTokenFile: f.k8sTokenFile, KeyType: ccfg.SVIDKeyType,
-			Log: env.Log, Registerer: reg,
+			SyncInterval: f.caSync,
+			Log:          env.Log, Registerer: reg,
 		})
 		if err != nil {
 			return nil, nil, nil, err
