@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -156,8 +157,10 @@ var fence = regexp.MustCompile("^\\s*```\\s*([A-Za-z0-9_-]*)\\s*$")
 // ShellCommands returns every command in the ```sh (or bash, shell) blocks
 // of a Markdown document: lines joined at backslash-newlines, split at ;,
 // &&, || and |, leading VAR=value assignments taken as the environment, a
-// leading `sudo -u USER` dropped. A command that is the quoted argument of
-// --command (aws ecs execute-command) is returned as a command of its own.
+// leading `sudo -u USER` dropped, `go run ./cmd/meshd` read as meshd. A
+// command that is the quoted argument of --command (aws ecs
+// execute-command), or follows -- in kubectl exec, is returned as a command
+// of its own.
 func ShellCommands(md string) ([]Command, error) {
 	var out []Command
 	lines := strings.Split(md, "\n")
@@ -191,6 +194,11 @@ func ShellCommands(md string) ([]Command, error) {
 				continue
 			}
 			out = append(out, c)
+			if c.Argv[0] == "kubectl" && slices.Contains(c.Argv, "exec") {
+				if j := slices.Index(c.Argv, "--"); j >= 0 && j+1 < len(c.Argv) {
+					out = append(out, command(c.Argv[j+1:], start+1))
+				}
+			}
 			for j, w := range c.Argv {
 				if w == "--command" && j+1 < len(c.Argv) {
 					inner, err := splitShell(c.Argv[j+1])
@@ -224,6 +232,9 @@ func command(words []string, line int) Command {
 	}
 	if len(words) >= 3 && words[0] == "sudo" && words[1] == "-u" {
 		words = words[3:]
+	}
+	if len(words) >= 3 && words[0] == "go" && words[1] == "run" && words[2] == "./cmd/meshd" {
+		words = append([]string{"meshd"}, words[3:]...) // the README's form, from a checkout
 	}
 	for i := 0; i < len(words); i++ {
 		w := words[i]

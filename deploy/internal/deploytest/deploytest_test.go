@@ -12,6 +12,8 @@ func TestShellCommands(t *testing.T) {
 		"  --command \"/usr/bin/meshd ca show --pem\" | tee bundle.pem\n" +
 		"sudo -u meshd meshd ca show --state-dir /var/lib/meshd --pem > bundle.pem && echo \"done; really\"\n" +
 		"for x in $(ls a b); do meshd validate \"$x\"; done\n" +
+		"MESHD_X=1 go run ./cmd/meshd demo --shift 0/100\n" +
+		"kubectl -n ns exec deploy/ca -- meshd ca show --pem > b.pem\n" +
 		"```\n```yaml\nmeshd: not a command\n```\n"
 	got, err := ShellCommands(md)
 	if err != nil {
@@ -31,6 +33,9 @@ func TestShellCommands(t *testing.T) {
 		{"for", "x", "in", "$(ls a b)"},
 		{"meshd", "validate", "$x"},
 		{"done"},
+		{"meshd", "demo", "--shift", "0/100"},
+		{"kubectl", "-n", "ns", "exec", "deploy/ca", "--", "meshd", "ca", "show", "--pem"},
+		{"meshd", "ca", "show", "--pem"},
 	}
 	if !reflect.DeepEqual(argvs, want) {
 		t.Errorf("commands:\n got %q\nwant %q", argvs, want)
@@ -69,5 +74,18 @@ func TestParseMeshdAndEnv(t *testing.T) {
 	}
 	if errs := CheckEnvNames([]string{"APPMESH_APP_PORTS"}, map[string]bool{"APPMESH_APP_PORTS": true}); len(errs) != 0 {
 		t.Errorf("CheckEnvNames with extra: %v", errs)
+	}
+}
+
+// TestDocsCommands: every meshd command in the ```sh blocks of the README,
+// docs/ and the Kubernetes README parses with meshd's own command tree and
+// uses only variables meshd knows; the cheap ones run (RunDocCommands).
+// deploy/ecs and deploy/ec2 check their own READMEs and docs/migration.md.
+func TestDocsCommands(t *testing.T) {
+	for _, doc := range []string{"README.md", "docs/operations.md", "deploy/k8s/README.md"} {
+		t.Run(doc, func(t *testing.T) {
+			ran := RunDocCommands(t, doc)
+			t.Logf("ran in-process: %v", ran)
+		})
 	}
 }
