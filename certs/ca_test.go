@@ -22,6 +22,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/meshd/meshd/internal/testutil"
 )
 
 var webID = spiffeid.RequireFromString("spiffe://example.org/ns/default/sa/web")
@@ -564,7 +566,7 @@ func TestOperatorCAChains(t *testing.T) {
 		verifySVID(t, svid, ca.Bundle(), clock.Now(), webID)
 	})
 	t.Run("group-readable key is used with a warning", func(t *testing.T) {
-		var logBuf syncBuffer
+		var logBuf testutil.SyncBuffer
 		certFile, keyFile := writeOperatorFiles(t, t.TempDir(), pki.interKey, 0o640, pki.inter, pki.root)
 		ca, _ := newTestCA(t, Config{CACertFile: certFile, CAKeyFile: keyFile, Now: clock.Now, Log: slogTo(&logBuf)})
 		verifySVID(t, mustIssue(t, ca, webID), ca.Bundle(), clock.Now(), webID)
@@ -1048,7 +1050,7 @@ func TestRunFollowsSchedule(t *testing.T) {
 func TestRunKeepsServingOnCorruptState(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const poll = 100 * time.Millisecond
-		var logBuf syncBuffer
+		var logBuf testutil.SyncBuffer
 		dir := filepath.Join(t.TempDir(), "state")
 		ca, reg := newTestCA(t, Config{StateDir: dir, PollInterval: poll, Log: slogTo(&logBuf)})
 		bundle := ca.Bundle()

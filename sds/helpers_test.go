@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/meshd/meshd/certs"
 	"github.com/meshd/meshd/internal/peer"
+	"github.com/meshd/meshd/internal/testutil"
 	"github.com/meshd/meshd/sds/sdsclient"
 )
 
@@ -40,7 +40,7 @@ type testServer struct {
 	reg      *prometheus.Registry
 	cancel   context.CancelFunc
 	done     chan struct{}
-	log      *syncBuffer
+	log      *testutil.SyncBuffer
 }
 
 type serverOpts struct {
@@ -55,23 +55,6 @@ type serverOpts struct {
 	federated  []*x509bundle.Bundle
 	socket     string // default: a fresh path
 	dirMode    os.FileMode
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func shortTempDir(t *testing.T) string {
@@ -94,7 +77,7 @@ func selfIdentities() string {
 func startServer(t *testing.T, o serverOpts) *testServer {
 	t.Helper()
 	dir := shortTempDir(t)
-	ts := &testServer{t: t, dir: dir, socket: filepath.Join(dir, "run", "sds.sock"), stateDir: o.stateDir, log: &syncBuffer{}}
+	ts := &testServer{t: t, dir: dir, socket: filepath.Join(dir, "run", "sds.sock"), stateDir: o.stateDir, log: &testutil.SyncBuffer{}}
 	if o.socket != "" {
 		ts.socket = o.socket
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/xeipuuv/gojsonschema"
 
 	"github.com/meshd/meshd/deploy/internal/deploytest"
+	"github.com/meshd/meshd/internal/testutil"
 )
 
 const templateFile = "cloudformation/control-plane.yaml"
@@ -775,7 +776,7 @@ cp -R "$FAKE_S3_DIR"/. "$2"
 	if healthy() {
 		t.Fatal("healthy before the first sync")
 	}
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -806,23 +807,4 @@ cp -R "$FAKE_S3_DIR"/. "$2"
 	os.Remove(filepath.Join(bucket, "mesh/mesh.json"))
 	write("mesh/other.yaml", "meshName: apps\n")
 	waitFor("a change to be synced", func() bool { return exists("mesh/other.yaml") && !exists("mesh/mesh.json") && healthy() })
-}
-
-// syncBuffer is a strings.Builder safe for a process's output and a test
-// reading it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

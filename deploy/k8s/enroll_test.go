@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +24,7 @@ import (
 	k8sschema "k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/meshd/meshd/internal/cli"
+	"github.com/meshd/meshd/internal/testutil"
 	"github.com/meshd/meshd/sds/sdsclient"
 
 	secretv3 "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
@@ -80,26 +80,9 @@ type process struct {
 	args    []string
 	mounts  map[string]string // mount path → local directory
 	ports   map[int32]int32   // container port → local port
-	out     *syncBuffer
+	out     *testutil.SyncBuffer
 	done    chan int
 	metrics string // local address of --metrics-listen
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func freePort(t *testing.T) int32 {
@@ -146,7 +129,7 @@ func materialize(t *testing.T, w workload, c *corev1.Container, objs []*unstruct
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &process{mounts: map[string]string{}, ports: map[int32]int32{}, out: &syncBuffer{}, done: make(chan int, 1)}
+	p := &process{mounts: map[string]string{}, ports: map[int32]int32{}, out: &testutil.SyncBuffer{}, done: make(chan int, 1)}
 	for _, vm := range c.VolumeMounts {
 		v := volume(&w.tmpl.Spec, vm.Name)
 		if v == nil {

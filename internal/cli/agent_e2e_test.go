@@ -14,6 +14,7 @@ import (
 	"github.com/meshd/meshd/internal/envoyadmin"
 	"github.com/meshd/meshd/internal/fakeenvoy"
 	"github.com/meshd/meshd/internal/promtool"
+	"github.com/meshd/meshd/internal/testutil"
 	"github.com/meshd/meshd/metrics"
 )
 
@@ -164,7 +165,7 @@ func TestREADMEAgent(t *testing.T) {
 	t.Setenv("FAKE_ENVOY_TRAFFIC", "1")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	cpDone, agDone := make(chan int, 1), make(chan int, 1)
 	go func() {
 		cpDone <- Main(ctx, append(cp[3:], "--config", filepath.Join("..", "..", "examples", "apps"), "--metrics-listen", ""), &logs, &logs)

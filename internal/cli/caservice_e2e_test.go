@@ -26,6 +26,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/meshd/meshd/caservice"
+	"github.com/meshd/meshd/internal/testutil"
 	"github.com/meshd/meshd/sds/sdsclient"
 )
 
@@ -33,10 +34,10 @@ const e2eTD = "example.org"
 
 // background runs a meshd command until the test ends and returns its
 // stderr and a channel with its exit code.
-func background(t *testing.T, args ...string) (*syncBuffer, <-chan int) {
+func background(t *testing.T, args ...string) (*testutil.SyncBuffer, <-chan int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	errb := &syncBuffer{}
+	errb := &testutil.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() { done <- Main(ctx, args, &bytes.Buffer{}, errb) }()
 	t.Cleanup(func() {
@@ -50,7 +51,7 @@ func background(t *testing.T, args ...string) (*syncBuffer, <-chan int) {
 	return errb, done
 }
 
-func waitFile(t *testing.T, path string, logs *syncBuffer) {
+func waitFile(t *testing.T, path string, logs *testutil.SyncBuffer) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -267,7 +268,7 @@ grants:
 	k8sTokenFile := filepath.Join(dir, "k8s-token")
 	writeFile(t, k8sTokenFile, k8s.token(t, "apps", "serviceb", "meshd"))
 
-	logs := map[string]*syncBuffer{}
+	logs := map[string]*testutil.SyncBuffer{}
 	sidecar := func(name, vn, dns string, cred ...string) string {
 		ids := filepath.Join(dir, name+".yaml")
 		writeFile(t, ids, fmt.Sprintf("- spiffeID: spiffe://%s/mesh/apps/virtualNode/%s\n  dnsNames: [%s]\n  selectors: [uid:%d]\n", e2eTD, vn, dns, uid))

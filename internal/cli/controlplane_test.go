@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,26 +26,9 @@ import (
 	"google.golang.org/grpc/xds"
 
 	"github.com/meshd/meshd/controlplane"
+	"github.com/meshd/meshd/internal/testutil"
 	"github.com/meshd/meshd/internal/xdstest"
 )
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // backend is a real gRPC server (the health service answers every call).
 func backend(t *testing.T) (port int) {
@@ -118,7 +99,7 @@ func TestControlPlaneGettingStarted(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "xds.sock")
 
 	ctx, cancel := context.WithCancel(t.Context())
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Main(ctx, []string{"controlplane", "--config", dir, "--xds-listen", "unix://" + sock,
@@ -229,7 +210,7 @@ func TestREADMEControlPlane(t *testing.T) {
 	}
 	t.Chdir(filepath.Join("..", ".."))
 	ctx, cancel := context.WithCancel(t.Context())
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() { done <- Main(ctx, append(words[3:], "--metrics-listen", "127.0.0.1:0"), &logs, &logs) }()
 	defer func() {

@@ -1,7 +1,6 @@
 package fakeenvoy
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/meshd/meshd/controlplane"
 	"github.com/meshd/meshd/internal/appmesh/load"
+	"github.com/meshd/meshd/internal/testutil"
 	"github.com/meshd/meshd/tracing"
 )
 
@@ -53,27 +52,9 @@ func renderBootstrap(t *testing.T, env map[string]string, admin *corev3.Address)
 	return path
 }
 
-// syncBuffer is a goroutine-safe stderr sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testutil.SyncBuffer
 	done   chan error
 	admin  string // host:port, or "" for a pipe
 	client *http.Client
@@ -86,7 +67,7 @@ func startFake(t *testing.T, args []string, env ...string) *proc {
 	addrFile := filepath.Join(t.TempDir(), "admin-address")
 	cmd := exec.Command(bin, append(args, "--admin-address-path", addrFile)...)
 	cmd.Env = append(os.Environ(), env...)
-	p := &proc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1), client: &http.Client{Timeout: 5 * time.Second}}
+	p := &proc{cmd: cmd, stderr: &testutil.SyncBuffer{}, done: make(chan error, 1), client: &http.Client{Timeout: 5 * time.Second}}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
