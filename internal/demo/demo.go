@@ -15,7 +15,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -487,13 +486,4 @@ func (d *Demo) gatherExtension() ([]*dto.MetricFamily, error) {
 	}
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Metric < all[j].Metric })
 	return metrics.Families(all), nil
-}
-
-// MetricsHandler serves the extension alone (for tests).
-func (d *Demo) MetricsHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		fams, _ := d.gatherExtension()
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		_ = metrics.WriteText(w, fams)
-	})
 }

@@ -29,7 +29,7 @@ type identity struct {
 	mu       sync.RWMutex
 	svid     *x509svid.SVID
 	bundle   *x509bundle.Bundle
-	renewals int // certificates received after the first
+	renewals int // new certificates received after the first
 	ready    chan struct{}
 	once     sync.Once
 }
@@ -113,7 +113,7 @@ func (i *identity) stream(ctx context.Context) error {
 					return err
 				}
 				i.mu.Lock()
-				if i.svid != nil {
+				if i.svid != nil && !i.svid.Certificates[0].Equal(svid.Certificates[0]) {
 					i.renewals++
 				}
 				i.svid = svid

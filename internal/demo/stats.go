@@ -31,6 +31,7 @@ type nodeStats struct {
 
 	mu      sync.Mutex
 	mapping *metrics.Mapping
+	egress  map[string]string // target virtual node → its egress cluster's stat root
 	stats   metrics.EnvoyStats
 }
 
@@ -54,8 +55,21 @@ func (n *nodeStats) setMapping(tr *translate.Translator) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", n.node, err)
 	}
+	// One cluster per target node: the first by name when a node serves
+	// on several ports (the demo's nodes have one).
+	names := make([]string, 0, len(m.Egress))
+	for name := range m.Egress {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	egress := map[string]string{}
+	for _, name := range names {
+		if vn := m.Egress[name].VirtualNode; egress[vn] == "" {
+			egress[vn] = "cluster." + name + "."
+		}
+	}
 	n.mu.Lock()
-	n.mapping = m
+	n.mapping, n.egress = m, egress
 	n.mu.Unlock()
 	return nil
 }
@@ -98,20 +112,10 @@ func configDump(node appmesh.Resource, res *translate.Resources) ([]byte, error)
 func (n *nodeStats) outbound(targetNode string, code int, ms float64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.mapping == nil {
+	root := n.egress[targetNode]
+	if root == "" {
 		return
 	}
-	names := make([]string, 0, len(n.mapping.Egress))
-	for name, t := range n.mapping.Egress {
-		if t.VirtualNode == targetNode {
-			names = append(names, name)
-		}
-	}
-	if len(names) == 0 {
-		return
-	}
-	sort.Strings(names)
-	root := "cluster." + names[0] + "."
 	n.stats.Values[root+"upstream_rq_total"]++
 	n.stats.Values[fmt.Sprintf("%supstream_rq_%dxx", root, code/100)]++
 	h := n.stats.Histograms[root+"upstream_rq_time"]
