@@ -23,7 +23,6 @@ import (
 	"github.com/meshd/meshd/deploy/internal/deploytest"
 	"github.com/meshd/meshd/internal/agent"
 	"github.com/meshd/meshd/internal/appmesh"
-	"github.com/meshd/meshd/internal/appmesh/load"
 	"github.com/meshd/meshd/internal/appmesh/model"
 	"github.com/meshd/meshd/internal/peer"
 	"github.com/meshd/meshd/sds"
@@ -482,33 +481,13 @@ func TestUsersAndIdentities(t *testing.T) {
 	}
 }
 
-var meshConfig = sync.OnceValues(func() (*model.Config, error) {
-	root, err := deploytest.RepoRoot()
-	if err != nil {
-		return nil, err
-	}
-	r, err := load.Dir(os.DirFS(root), "examples/apps", load.Options{})
-	if err != nil {
-		return nil, err
-	}
-	cfg, problems, _ := model.Build(r.Docs)
-	if len(problems) > 0 {
-		return nil, fmt.Errorf("%v", problems)
-	}
-	return cfg, nil
-})
-
 func virtualNode(t *testing.T, res appmesh.Resource) *model.VirtualNode {
 	t.Helper()
-	cfg, err := meshConfig()
+	vn, err := deploytest.ExampleNode(res)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("APPMESH_RESOURCE_ARN: %v", err)
 	}
-	m := cfg.Meshes[res.Mesh]
-	if m == nil || m.VirtualNodes[res.Name] == nil {
-		t.Fatalf("APPMESH_RESOURCE_ARN names no virtual node of examples/apps: %+v", res)
-	}
-	return m.VirtualNodes[res.Name]
+	return vn
 }
 
 // TestUnits parses every Exec line with meshd's flag sets (after systemd's

@@ -32,7 +32,6 @@ import (
 	"github.com/meshd/meshd/deploy/internal/deploytest"
 	"github.com/meshd/meshd/internal/agent"
 	"github.com/meshd/meshd/internal/appmesh"
-	"github.com/meshd/meshd/internal/appmesh/load"
 	"github.com/meshd/meshd/internal/appmesh/model"
 	"github.com/meshd/meshd/internal/peer"
 	"github.com/meshd/meshd/sds"
@@ -198,26 +197,6 @@ type flags struct{ fs *flag.FlagSet }
 
 func (f *flags) get(name string) string { return deploytest.Flag(f.fs, name) }
 
-// meshConfig is examples/apps, the mesh every task definition here belongs to.
-var meshConfig = sync.OnceValues(func() (*model.Config, error) {
-	root, err := deploytest.RepoRoot()
-	if err != nil {
-		return nil, err
-	}
-	res, err := load.Dir(os.DirFS(root), "examples/apps", load.Options{})
-	if err != nil {
-		return nil, err
-	}
-	if len(res.Problems) > 0 {
-		return nil, fmt.Errorf("examples/apps: %v", res.Problems)
-	}
-	cfg, problems, _ := model.Build(res.Docs)
-	if len(problems) > 0 {
-		return nil, fmt.Errorf("examples/apps: %v", problems)
-	}
-	return cfg, nil
-})
-
 // virtualNode is the node a task's Envoy represents (APPMESH_RESOURCE_ARN
 // of the container rendering its bootstrap).
 func virtualNode(t *testing.T, td taskDef) (appmesh.Resource, *model.VirtualNode) {
@@ -228,15 +207,11 @@ func virtualNode(t *testing.T, td taskDef) (appmesh.Resource, *model.VirtualNode
 	if err != nil {
 		t.Fatalf("%s: APPMESH_RESOURCE_ARN %q: %v", td.file, arn, err)
 	}
-	cfg, err := meshConfig()
+	vn, err := deploytest.ExampleNode(res)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: APPMESH_RESOURCE_ARN %q: %v", td.file, arn, err)
 	}
-	m := cfg.Meshes[res.Mesh]
-	if m == nil || m.VirtualNodes[res.Name] == nil {
-		t.Fatalf("%s: APPMESH_RESOURCE_ARN %q names no virtual node of examples/apps", td.file, arn)
-	}
-	return res, m.VirtualNodes[res.Name]
+	return res, vn
 }
 
 // bootstrapContainer is the container whose environment becomes Envoy's

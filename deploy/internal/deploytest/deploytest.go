@@ -14,8 +14,13 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
+	"github.com/meshd/meshd/controlplane"
 	"github.com/meshd/meshd/internal/agent"
+	"github.com/meshd/meshd/internal/appmesh"
+	"github.com/meshd/meshd/internal/appmesh/load"
+	"github.com/meshd/meshd/internal/appmesh/model"
 	"github.com/meshd/meshd/internal/cli"
 	"github.com/meshd/meshd/tracing"
 )
@@ -37,6 +42,37 @@ func RepoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// ExampleMesh is examples/apps, the mesh every deployment example belongs
+// to, loaded and checked as `meshd controlplane` would (once per test
+// binary).
+var ExampleMesh = sync.OnceValues(func() (*model.Config, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	u, err := controlplane.LoadDir(filepath.Join(root, "examples", "apps"), load.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if u.Config == nil {
+		return nil, fmt.Errorf("examples/apps: %v", u.Problems)
+	}
+	return u.Config, nil
+})
+
+// ExampleNode returns the virtual node of examples/apps that res names, or
+// an error saying it has none.
+func ExampleNode(res appmesh.Resource) (*model.VirtualNode, error) {
+	cfg, err := ExampleMesh()
+	if err != nil {
+		return nil, err
+	}
+	if m := cfg.Meshes[res.Mesh]; m != nil && m.VirtualNodes[res.Name] != nil {
+		return m.VirtualNodes[res.Name], nil
+	}
+	return nil, fmt.Errorf("%s names no virtual node of examples/apps", res)
 }
 
 // KnownEnv maps every environment variable a meshd command reads to who
