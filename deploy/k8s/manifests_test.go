@@ -15,7 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/meshd/meshd/internal/agent"
+	"github.com/meshd/meshd/deploy/internal/deploytest"
 	"github.com/meshd/meshd/internal/cli"
 	"github.com/meshd/meshd/tracing"
 )
@@ -200,27 +200,12 @@ func TestCommandLinesCanFail(t *testing.T) {
 	}
 }
 
-// knownVariable reports whether meshd reads name (the bootstrap renderer's
-// and the agent's variables, and the join token).
+// knownVariable reports whether meshd reads name (deploytest.KnownEnv: the
+// bootstrap renderer's and the agent's variables, and the join token).
 func knownVariable(name string) bool {
-	if name == cli.JoinTokenEnv {
-		return true
-	}
-	for _, v := range tracing.Variables {
-		if v.Name == name {
-			return true
-		}
-	}
-	for _, v := range agent.Variables {
-		// One entry may document several names ("A, B").
-		if slices.Contains(strings.Split(v.Name, ", "), name) {
-			return true
-		}
-	}
-	return false
+	_, ok := deploytest.KnownEnv()[name]
+	return ok
 }
-
-var meshdPrefixes = []string{"APPMESH_", "ENVOY_", "MESHD_", "APPNET_"}
 
 func TestEnvironment(t *testing.T) {
 	if knownVariable("APPMESH_RESOURCE_ARNS") || !knownVariable("APPMESH_RESOURCE_ARN") || !knownVariable("APPNET_AGENT_ADMIN_MODE") {
@@ -236,10 +221,8 @@ func TestEnvironment(t *testing.T) {
 					t.Errorf("%s: env %s set twice", m, e.Name)
 				}
 				env[e.Name] = e
-				for _, p := range meshdPrefixes {
-					if strings.HasPrefix(e.Name, p) && !knownVariable(e.Name) {
-						t.Errorf("%s: env %s looks like meshd's but meshd does not read it (tracing.Variables, agent.Variables)", m, e.Name)
-					}
+				if deploytest.IsMeshdNamespace(e.Name) && !knownVariable(e.Name) {
+					t.Errorf("%s: env %s looks like meshd's but meshd does not read it (tracing.Variables, agent.Variables)", m, e.Name)
 				}
 			}
 			if m.command != "meshd agent" {
