@@ -47,7 +47,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -67,13 +66,8 @@ type options struct {
 	timeout   time.Duration
 	quietWait time.Duration
 	metrics   bool
-	serverEnv multiFlag
+	serverEnv harness.MultiFlag
 }
-
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "cabench: "+format+"\n", args...)

@@ -57,18 +57,13 @@ type options struct {
 	metrics      bool
 	issueFor     time.Duration
 	scenarios    string
-	serverEnv    multiFlag
+	serverEnv    harness.MultiFlag
 	hold         time.Duration
 	burstRuns    int
 	quietWait    time.Duration
 	retries      int
 	failOnMiss   bool
 }
-
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "sdsbench: "+format+"\n", args...)

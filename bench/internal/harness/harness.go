@@ -271,3 +271,9 @@ func kernel() string {
 	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	return strings.TrimSpace(string(b))
 }
+
+// MultiFlag is a repeatable string flag (flag.Var).
+type MultiFlag []string
+
+func (m *MultiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *MultiFlag) Set(v string) error { *m = append(*m, v); return nil }
